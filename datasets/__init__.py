@@ -1,0 +1,1 @@
+"""Data sources and tf.data input pipelines for the three generators."""

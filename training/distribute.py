@@ -1,0 +1,81 @@
+"""Devices, the tf.distribute strategy and numeric precision, set up once before any model exists.
+
+The same command runs on a laptop CPU, one GPU, several GPUs (MirroredStrategy) and several
+machines (MultiWorkerMirroredStrategy, from TF_CONFIG). `--cpu-replicas N` splits the CPU into
+N logical devices so the mirrored path runs, and is tested, on a machine without GPUs.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+
+class SetupError(Exception):
+    """A device or strategy request this machine cannot honour."""
+
+
+def configure_devices(cpu_replicas):
+    """Splits the CPU into `cpu_replicas` logical devices; must run before TensorFlow initialises."""
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)])
+
+
+def choose_strategy(name, cpu_replicas):
+    """Returns (strategy, resolved_name) for --strategy `name` ("auto" picks from the machine)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        if "TF_CONFIG" in os.environ:
+            name = "multi-worker"
+        elif len(gpus) > 1 or cpu_replicas > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        if cpu_replicas > 1:
+            raise SetupError(f"--cpu-replicas {cpu_replicas} needs --strategy mirrored (or auto)")
+        return tf.distribute.get_strategy(), name
+    if name == "mirrored":
+        if gpus and cpu_replicas > 1:
+            raise SetupError("--cpu-replicas is for machines without GPUs; this one has "
+                             f"{len(gpus)} GPU(s), which the mirrored strategy uses")
+        if gpus:
+            devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+        else:
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        # On CPU devices the all-reduce is a sum on one device: exact, and the same every run.
+        cross_device_ops = None if gpus else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops), name
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy(), name
+    raise SetupError(f"unknown strategy {name!r}")
+
+
+def is_chief(strategy):
+    """True for the one process that writes the run directory (always, outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def configure_precision(mixed_precision):
+    """Sets Keras' global dtype policy; mixed_float16 only where a GPU makes it pay."""
+    if not mixed_precision:
+        keras.mixed_precision.set_global_policy("float32")
+        return "float32"
+    if not tf.config.list_physical_devices("GPU"):
+        raise SetupError("--mixed-precision needs a GPU (float16 on this CPU is slower, not faster); "
+                         "drop the flag to train in float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return "mixed_float16"
+
+
+def make_deterministic(seed):
+    """Seeds Python, NumPy, TensorFlow and Keras, and makes TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,68 @@
+"""Figures written into a run: image grids, the GIF of grids over training, and training curves."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def tile(images, columns):
+    """(n, h, w, 1) floats in [0, 1] -> one (rows*h, columns*w) uint8 mosaic, 2-pixel gaps."""
+    count, height, width = images.shape[:3]
+    rows = -(-count // columns)
+    gap = 2
+    mosaic = np.ones((rows * (height + gap) + gap, columns * (width + gap) + gap), dtype=np.float32)
+    for index in range(count):
+        top = gap + (index // columns) * (height + gap)
+        left = gap + (index % columns) * (width + gap)
+        mosaic[top:top + height, left:left + width] = images[index, ..., 0]
+    return (np.clip(mosaic, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def save_grid(images, path, columns=10, scale=3):
+    """Saves images (n, h, w, 1) in [0, 1] as a PNG grid, enlarged `scale` times."""
+    mosaic = Image.fromarray(tile(images, columns), mode="L")
+    mosaic = mosaic.resize((mosaic.width * scale, mosaic.height * scale), Image.NEAREST)
+    _save_image(mosaic, path)
+
+
+def save_gif(frame_paths, path, milliseconds_per_frame=250):
+    """Writes the PNG frames as an animated GIF that holds its last frame a little longer."""
+    frames = [Image.open(frame).convert("L") for frame in frame_paths]
+    if not frames:
+        return
+    durations = [milliseconds_per_frame] * (len(frames) - 1) + [milliseconds_per_frame * 6]
+    partial = path + ".partial.gif"
+    frames[0].save(partial, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    os.replace(partial, path)
+
+
+def plot_curves(history, panels, path, title=None):
+    """Line plots of history columns per epoch; `panels` is a list of (panel title, [columns])."""
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (panel_title, columns) in zip(axes[0], panels):
+        for column in columns:
+            axis.plot(epochs, [row[column] for row in history], marker="." if len(epochs) < 40 else None,
+                      label=column)
+        axis.set_title(panel_title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    partial = path + ".partial.png"
+    figure.savefig(partial, dpi=100)
+    plt.close(figure)
+    os.replace(partial, path)
+
+
+def _save_image(image, path):
+    partial = path + ".partial.png"
+    image.save(partial)
+    os.replace(partial, path)

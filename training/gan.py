@@ -1,0 +1,149 @@
+"""Training the MNIST GAN: the tutorial's alternating discriminator and generator steps.
+
+The tutorial's objective is the min-max game
+
+    min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+
+trained by alternating (1) a step of D up the gradient of V and (2) a step of G down it.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from datasets import pipeline
+from models import gan as gan_models
+from training import figures
+
+GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
+FIXED_NOISE_KEY = -1  # the grid's noise key; training steps use keys 0, 1, 2, ...
+
+
+def to_model_range(image):
+    """uint8 pixels in [0, 255] -> float32 in [-1, 1], the range of the generator's tanh."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def to_unit_range(images):
+    """[-1, 1] -> [0, 1], for figures."""
+    return (np.asarray(images) + 1.0) / 2.0
+
+
+def binary_cross_entropy(labels, logits):
+    """Per-example -[y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))], computed stably from logits."""
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)[:, 0]
+
+
+class GanTask:
+    """The GAN's models, optimizers, input pipeline and per-replica train step."""
+
+    name = "gan"
+    metric_names = ("d_loss", "g_loss", "d_real", "d_fake")
+    metric_labels = {"d_real": "D(x)", "d_fake": "D(G(z))"}
+
+    def __init__(self, settings, data, strategy, mixed_precision=False):
+        self.seed = settings["seed"]
+        self.noise_dim = settings["noise_dim"]
+        self.global_batch_size = settings["batch_size"]
+        self.strategy = strategy
+        self.num_train = len(data.train_images)
+        self.examples = pipeline.cached_examples(data.train_images, to_model_range)
+        self.steps_per_epoch = pipeline.steps_per_epoch(self.num_train, self.global_batch_size,
+                                                        settings.get("steps_per_epoch"))
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"--batch-size {self.global_batch_size} is larger than the "
+                             f"{self.num_train} training images")
+        with strategy.scope():
+            self.generator, self.discriminator = gan_models.build_pair(settings["arch"], self.noise_dim)
+            self.g_optimizer = self._adam(settings, mixed_precision)
+            self.d_optimizer = self._adam(settings, mixed_precision)
+            # Keras 3 creates optimizer slots lazily; under a distribution strategy that first happens
+            # inside the replica function and fails, so build them here, in the strategy's scope.
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.fixed_noise = pipeline.keyed_normal((GRID_SAMPLES, self.noise_dim), self.seed, FIXED_NOISE_KEY)
+
+    @staticmethod
+    def _adam(settings, mixed_precision):
+        optimizer = keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"])
+        # Under mixed_float16, scale the loss so small float16 gradients do not flush to zero.
+        return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+
+    def checkpoint_items(self):
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+
+    def train_dataset(self, epoch):
+        """Global batches of (real images in [-1, 1], noise (batch, 2, noise_dim)) for one epoch.
+
+        The noise is made in the pipeline, keyed by (seed, global step), so every replica layout
+        and every resumed run draws the same z for the same example: row i is example i's noise,
+        [:, 0] for the discriminator's step and [:, 1] for the generator's.
+        """
+        batches = pipeline.epoch_batches(self.examples, self.num_train, self.global_batch_size,
+                                         self.seed, epoch, self.steps_per_epoch)
+
+        def with_noise(step, images):
+            return images, pipeline.keyed_normal((self.global_batch_size, 2, self.noise_dim), self.seed, step)
+
+        return batches.map(with_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def train_step(self, inputs):
+        """One alternating D then G update on this replica's share of the global batch."""
+        real_images, noise = inputs
+        average = lambda per_example: tf.nn.compute_average_loss(  # noqa: E731
+            per_example, global_batch_size=self.global_batch_size)
+        ones = tf.ones((tf.shape(real_images)[0], 1))
+        zeros = tf.zeros_like(ones)
+
+        # (1) Discriminator: maximise log D(x) + log(1 - D(G(z))), i.e. minimise the binary
+        #     cross-entropy with label 1 for real images and 0 for generated ones.
+        with tf.GradientTape() as tape:
+            fake_images = self.generator(noise[:, 0], training=True)
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake_images, training=True)
+            d_loss = average(binary_cross_entropy(ones, real_logits) + binary_cross_entropy(zeros, fake_logits))
+            scaled_loss = self.d_optimizer.scale_loss(d_loss)
+        gradients = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(gradients, self.discriminator.trainable_variables))
+
+        # (2) Generator: the tutorial's min-max asks G to minimise log(1 - D(G(z))). Early in training D
+        #     rejects G's samples with confidence, where that term is flat and its gradient vanishes.
+        #     The non-saturating loss -log D(G(z)) has the same fixed point but strong gradients
+        #     exactly then (Goodfellow et al. 2014, section 3): binary cross-entropy with label 1.
+        with tf.GradientTape() as tape:
+            generated_logits = self.discriminator(self.generator(noise[:, 1], training=True), training=True)
+            g_loss = average(binary_cross_entropy(ones, generated_logits))
+            scaled_loss = self.g_optimizer.scale_loss(g_loss)
+        gradients = tape.gradient(scaled_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
+
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "d_real": average(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
+                "d_fake": average(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)) before D's update
+
+    def sample_grid(self):
+        """The generator's images for the fixed noise batch, in [0, 1]."""
+        return to_unit_range(self.generator(self.fixed_noise, training=False))
+
+    def end_epoch(self, epoch, history, run_dir):
+        """Writes this epoch's sample grid, the GIF so far, the loss curves and a TensorBoard image."""
+        samples = self.sample_grid()
+        path = os.path.join(run_dir, "figures", f"samples_epoch_{epoch:03d}.png")
+        figures.save_grid(samples, path)
+        frames = sorted(f for f in os.listdir(os.path.dirname(path)) if f.startswith("samples_epoch_"))
+        figures.save_gif([os.path.join(run_dir, "figures", f) for f in frames],
+                         os.path.join(run_dir, "figures", "samples.gif"))
+        figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
+                                      ("discriminator outputs", ["d_real", "d_fake"])],
+                            os.path.join(run_dir, "figures", "losses.png"), title="GAN training")
+        tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
+
+    def export(self, run_dir):
+        """Saves generator.keras and discriminator.keras (write, then rename)."""
+        for model, name in ((self.generator, "generator"), (self.discriminator, "discriminator")):
+            partial = os.path.join(run_dir, f".{name}.partial.keras")
+            model.save(partial)
+            os.replace(partial, os.path.join(run_dir, f"{name}.keras"))

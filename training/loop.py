@@ -1,0 +1,127 @@
+"""The distributed training loop every model shares.
+
+A task (training/gan.py, ...) owns its models, optimizers, input pipeline and per-replica
+train step; this loop owns everything else:
+
+    for each epoch:                                 checkpoint -> history.csv -> figures
+        for (global_step, batch) in the task's pipeline, split over replicas:
+            per-replica step (task.train_step) --strategy.run--> reduce(SUM) --> global means
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import run_dir as run_files
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN or infinite; the run stopped at its last good checkpoint."""
+
+
+def make_distributed_step(task, strategy, jit):
+    """A tf.function running `task.train_step` on every replica and summing the results.
+
+    Each replica returns values already divided by the global batch size (see
+    tf.nn.compute_average_loss), so their sum over replicas is the global-batch mean.
+    """
+    replica_step = tf.function(task.train_step, jit_compile=True) if jit else task.train_step
+
+    @tf.function
+    def distributed_step(inputs):
+        per_replica = strategy.run(replica_step, args=(inputs,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in per_replica.items()}
+
+    return distributed_step
+
+
+class Trainer:
+    """Runs epochs of a task under a strategy, writing checkpoints, history, logs and figures."""
+
+    def __init__(self, task, strategy, run_dir, *, keep_checkpoints, jit, verbose, chief):
+        self.task = task
+        self.strategy = strategy
+        self.run_dir = run_dir
+        self.verbose = verbose
+        self.chief = chief
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # epochs completed
+        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **task.checkpoint_items())
+        # Only the chief writes the run; other workers of a multi-worker job must still take part in
+        # the save (it is a collective), so they save to a temporary directory they delete.
+        checkpoint_dir = os.path.join(run_dir, run_files.CHECKPOINTS) if chief else tempfile.mkdtemp()
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
+        self.distributed_step = make_distributed_step(task, strategy, jit)
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, run_files.LOGS)) if chief else None
+
+    def restore(self):
+        """Restores the latest checkpoint; returns the number of epochs already completed."""
+        path = self.manager.latest_checkpoint
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def fit(self, epochs):
+        """Trains until `epochs` are complete; returns the history rows."""
+        history = run_files.read_history(self.run_dir)[: int(self.epoch.numpy())]
+        wall_seconds = history[-1]["wall_seconds"] if history else 0.0
+        steps = self.task.steps_per_epoch
+        for epoch in range(int(self.epoch.numpy()), epochs):
+            started = time.perf_counter()
+            means = self._run_epoch(epoch, epochs, steps)
+            epoch_seconds = time.perf_counter() - started
+            wall_seconds += epoch_seconds
+            self.epoch.assign(epoch + 1)
+            saved = self.manager.save(checkpoint_number=epoch + 1)
+            row = {"epoch": epoch + 1, **means, "epoch_seconds": round(epoch_seconds, 3),
+                   "wall_seconds": round(wall_seconds, 3)}
+            history.append(row)
+            if self.chief:
+                run_files.write_history(self.run_dir, history)
+                with self.writer.as_default(step=epoch + 1):
+                    for name, value in row.items():
+                        if name != "epoch":
+                            tf.summary.scalar(name, value)
+                    self.task.end_epoch(epoch + 1, history, self.run_dir)
+                self.writer.flush()
+            elif saved:
+                shutil.rmtree(os.path.dirname(saved), ignore_errors=True)
+        return history
+
+    def _run_epoch(self, epoch, epochs, steps):
+        batch_size = self.task.global_batch_size
+        dataset = self.strategy.experimental_distribute_dataset(self.task.train_dataset(epoch))
+        trackers = {name: keras.metrics.Mean(name=name) for name in self.task.metric_names}
+        labels = getattr(self.task, "metric_labels", {})
+        if self.verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,
+                                      stateful_metrics=[labels.get(n, n) for n in trackers] + ["samples/s"])
+        steady_started = None
+        for index, inputs in enumerate(dataset):
+            values = self.distributed_step(inputs)
+            values = {name: float(value) for name, value in values.items()}
+            for name, value in values.items():
+                if not np.isfinite(value):
+                    kept = (f"the last good checkpoint (epoch {epoch}) is kept in {self.manager.directory}"
+                            if epoch else "no epoch had completed, so there is no checkpoint")
+                    raise NonFiniteLoss(f"{name} became {value} at epoch {epoch + 1}, step {index + 1}; "
+                                        f"training stopped and {kept}. Try a lower --learning-rate")
+                trackers[name].update_state(value)
+            now = time.perf_counter()
+            if index == 0:
+                # The first step of an epoch pays for tracing (epoch 1) and the iterator's start;
+                # steady-state throughput is counted from the end of it.
+                steady_started = now
+            rate = (index * batch_size / (now - steady_started)) if index else 0.0
+            progbar.update(index + 1, [(labels.get(n, n), float(t.result())) for n, t in trackers.items()]
+                           + [("samples/s", rate)])
+        ended = time.perf_counter()
+        means = {name: float(tracker.result()) for name, tracker in trackers.items()}
+        counted_steps = max(index, 1)
+        means["samples_per_sec"] = round(counted_steps * batch_size / max(ended - steady_started, 1e-9), 1)
+        return means

@@ -1,0 +1,103 @@
+"""The run directory: the contract between train.py, evaluate.py, generate.py and the README.
+
+    RUN_DIR/
+      config.json        every resolved setting, data source used, strategy, replicas, versions
+      history.csv        one row per epoch: losses, samples_per_sec, epoch and wall seconds
+      checkpoints/       tf.train.CheckpointManager: models, optimizers, epoch (every epoch)
+      logs/              TensorBoard scalars and sample images
+      figures/           per-epoch sample grids, their GIF, the loss curves
+      *.keras            exported models, loadable with keras.models.load_model alone
+
+Files are written to a temporary name and renamed, so a killed process never leaves half a file.
+"""
+
+import csv
+import io
+import json
+import os
+import shutil
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+HISTORY = "history.csv"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+FIGURES = "figures"
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked (already a run, no checkpoint, ...)."""
+
+
+def holds_run(path):
+    return os.path.isfile(os.path.join(path, CONFIG))
+
+
+def has_checkpoint(path):
+    return os.path.isfile(os.path.join(path, CHECKPOINTS, "checkpoint"))
+
+
+def check_usable(path, resume, overwrite):
+    """Read-only check that `path` can take the run; raises RunDirError. Touches nothing."""
+    if resume:
+        if not holds_run(path):
+            raise RunDirError(f"--resume: {path} holds no run (no {CONFIG})")
+        if not has_checkpoint(path):
+            raise RunDirError(f"--resume: {path} has no checkpoint to continue from; start it again "
+                              "with --overwrite")
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunDirError(f"--run-dir {path} is a file, not a directory")
+    if holds_run(path):
+        if not overwrite:
+            raise RunDirError(f"{path} already holds a run; continue it with --resume, replace it with "
+                              "--overwrite, or choose another --run-dir")
+    elif os.path.isdir(path) and os.listdir(path):
+        # --overwrite only ever deletes what train.py wrote, never a directory of other files.
+        raise RunDirError(f"--run-dir {path} is not empty and holds no run; choose an empty or new directory")
+
+
+def prepare(path, overwrite):
+    """Creates the directory tree, first removing an earlier run when `overwrite`."""
+    if overwrite and holds_run(path):
+        shutil.rmtree(path)
+    for sub in ("", CHECKPOINTS, LOGS, FIGURES):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+
+
+def write_atomic(path, text):
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def write_json(path, data):
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def read_history(run_dir):
+    """Rows of history.csv as dicts of floats (epoch as int); [] when there is none."""
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()}
+            for row in rows]
+
+
+def write_history(run_dir, rows):
+    """Rewrites history.csv with `rows` (dicts with the same keys), atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["epoch"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(os.path.join(run_dir, HISTORY), text.getvalue())
