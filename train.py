@@ -8,8 +8,12 @@ import os
 import platform
 import sys
 
-from training import cli
-from training import run_dir as run_files
+# TensorFlow's C++ start-up chatter (CPU features, oneDNN, end-of-sequence notices) would bury the
+# progress bar; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from training import cli  # noqa: E402
+from training import run_dir as run_files  # noqa: E402
 
 # Settings a resumed run may change; every other one is the run's own and comes from its config.json.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
@@ -87,8 +91,13 @@ def main(argv=None):
         task = GanTask(settings, data, strategy, mixed_precision=precision == "mixed_float16")
     except ValueError as exc:
         cli.fail(exc)
-    chief = distribute.is_chief(strategy)
     run_dir = settings["run_dir"]
+    if settings["resume"]:
+        completed = loop.completed_epochs(os.path.join(run_dir, run_files.CHECKPOINTS))
+        if completed >= settings["epochs"]:
+            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
+                     f"pass --epochs above {completed} to train on")
+    chief = distribute.is_chief(strategy)
     if chief:
         run_files.prepare(run_dir, settings["overwrite"])
     trainer = loop.Trainer(task, strategy, run_dir, keep_checkpoints=settings["keep_checkpoints"],
@@ -96,9 +105,6 @@ def main(argv=None):
     completed = 0
     if settings["resume"]:
         completed = trainer.restore()
-        if completed >= settings["epochs"]:
-            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
-                     f"pass --epochs above {completed} to train on")
         print(f"resuming {run_dir} after epoch {completed}")
     if chief:
         config = {

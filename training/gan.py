@@ -91,38 +91,44 @@ class GanTask:
         return batches.map(with_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def train_step(self, inputs):
-        """One alternating D then G update on this replica's share of the global batch."""
+        """One alternating update on this replica's share of the global batch: D first, then G."""
         real_images, noise = inputs
-        average = lambda per_example: tf.nn.compute_average_loss(  # noqa: E731
-            per_example, global_batch_size=self.global_batch_size)
-        ones = tf.ones((tf.shape(real_images)[0], 1))
-        zeros = tf.zeros_like(ones)
+        d_metrics = self.discriminator_step(real_images, noise[:, 0])
+        g_metrics = self.generator_step(noise[:, 1])
+        return {**d_metrics, **g_metrics}
 
-        # (1) Discriminator: maximise log D(x) + log(1 - D(G(z))), i.e. minimise the binary
-        #     cross-entropy with label 1 for real images and 0 for generated ones.
+    def _average(self, per_example):
+        # Divide by the global batch, not this replica's: summing over replicas then gives the mean.
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+
+    def discriminator_step(self, real_images, noise):
+        """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0."""
+        ones = tf.ones((tf.shape(real_images)[0], 1))
         with tf.GradientTape() as tape:
-            fake_images = self.generator(noise[:, 0], training=True)
+            fake_images = self.generator(noise, training=True)
             real_logits = self.discriminator(real_images, training=True)
             fake_logits = self.discriminator(fake_images, training=True)
-            d_loss = average(binary_cross_entropy(ones, real_logits) + binary_cross_entropy(zeros, fake_logits))
+            d_loss = self._average(binary_cross_entropy(ones, real_logits)
+                                   + binary_cross_entropy(tf.zeros_like(ones), fake_logits))
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
         gradients = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(gradients, self.discriminator.trainable_variables))
+        return {"d_loss": d_loss,
+                "d_real": self._average(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
+                "d_fake": self._average(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
 
-        # (2) Generator: the tutorial's min-max asks G to minimise log(1 - D(G(z))). Early in training D
-        #     rejects G's samples with confidence, where that term is flat and its gradient vanishes.
-        #     The non-saturating loss -log D(G(z)) has the same fixed point but strong gradients
-        #     exactly then (Goodfellow et al. 2014, section 3): binary cross-entropy with label 1.
+    def generator_step(self, noise):
+        """(2) G's step. The tutorial's min-max has G minimise log(1 - D(G(z))); early in training D
+        rejects G's samples with confidence, where that term is flat and its gradient vanishes. The
+        non-saturating loss -log D(G(z)) has the same fixed point but strong gradients exactly then
+        (Goodfellow et al. 2014, section 3): binary cross-entropy with the label "real"."""
         with tf.GradientTape() as tape:
-            generated_logits = self.discriminator(self.generator(noise[:, 1], training=True), training=True)
-            g_loss = average(binary_cross_entropy(ones, generated_logits))
+            logits = self.discriminator(self.generator(noise, training=True), training=True)
+            g_loss = self._average(binary_cross_entropy(tf.ones_like(logits), logits))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
         gradients = tape.gradient(scaled_loss, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
-
-        return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": average(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
-                "d_fake": average(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)) before D's update
+        return {"g_loss": g_loss}
 
     def sample_grid(self):
         """The generator's images for the fixed noise batch, in [0, 1]."""

@@ -41,6 +41,11 @@ def make_distributed_step(task, strategy, jit):
     return distributed_step
 
 
+def completed_epochs(checkpoint_dir):
+    """Epochs completed by the latest checkpoint in `checkpoint_dir`, read without restoring anything."""
+    return int(tf.train.load_variable(tf.train.latest_checkpoint(checkpoint_dir), "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
 class Trainer:
     """Runs epochs of a task under a strategy, writing checkpoints, history, logs and figures."""
 
@@ -57,7 +62,7 @@ class Trainer:
         checkpoint_dir = os.path.join(run_dir, run_files.CHECKPOINTS) if chief else tempfile.mkdtemp()
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
         self.distributed_step = make_distributed_step(task, strategy, jit)
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, run_files.LOGS)) if chief else None
+        self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
 
     def restore(self):
         """Restores the latest checkpoint; returns the number of epochs already completed."""
@@ -70,6 +75,8 @@ class Trainer:
         history = run_files.read_history(self.run_dir)[: int(self.epoch.numpy())]
         wall_seconds = history[-1]["wall_seconds"] if history else 0.0
         steps = self.task.steps_per_epoch
+        if self.chief and self.writer is None:
+            self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, run_files.LOGS))
         for epoch in range(int(self.epoch.numpy()), epochs):
             started = time.perf_counter()
             means = self._run_epoch(epoch, epochs, steps)

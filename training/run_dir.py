@@ -101,3 +101,32 @@ def write_history(run_dir, rows):
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(os.path.join(run_dir, HISTORY), text.getvalue())
+
+
+def open_finished_run(path, exports):
+    """Returns the config of the finished run in `path`; raises RunDirError saying what is wrong.
+
+    `exports` maps a model name to the files its finished run holds (for example generator.keras).
+    """
+    if not os.path.isdir(path):
+        raise RunDirError(f"{path} is not a directory")
+    if not holds_run(path):
+        raise RunDirError(f"{path} holds no run (no {CONFIG}); pass a directory that train.py wrote")
+    try:
+        config = read_json(os.path.join(path, CONFIG))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}/{CONFIG} cannot be read ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        found = config.get("format_version") if isinstance(config, dict) else None
+        raise RunDirError(f"{path} was written by another version of this project "
+                          f"(run format {found}, this version reads {FORMAT_VERSION})")
+    model = config.get("settings", {}).get("model")
+    if model not in exports:
+        raise RunDirError(f"{path} holds a run of an unknown model {model!r}")
+    missing = [name for name in exports[model] if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        done = len(read_history(path))
+        raise RunDirError(f"{path} holds an unfinished {model} run ({done} of {config['settings']['epochs']} "
+                          f"epochs, no {missing[0]}); finish it with: python train.py {model} --resume "
+                          f"--run-dir {path}")
+    return config

@@ -1,0 +1,1 @@
+"""Benchmarks: measured and reported, never asserted in tests. Run `python -m bench`."""

@@ -1,0 +1,1 @@
+"""Measures of a finished run's models, used by evaluate.py."""

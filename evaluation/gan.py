@@ -1,0 +1,40 @@
+"""Evaluating a trained GAN: new samples, and how well its own discriminator tells them from held-out digits."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import figures
+from training.gan import to_model_range, to_unit_range
+
+GRID_SAMPLES = 100
+
+
+def evaluate(run_dir, config, data, num_samples, seed):
+    """Returns a metrics dict and writes figures/evaluation_samples.png."""
+    # safe_mode (the default) refuses to deserialise Python lambdas: loading never runs the file's code.
+    generator = keras.models.load_model(os.path.join(run_dir, "generator.keras"), safe_mode=True)
+    discriminator = keras.models.load_model(os.path.join(run_dir, "discriminator.keras"), safe_mode=True)
+    noise_dim = generator.input_shape[-1]
+    noise = tf.random.stateless_normal((num_samples, noise_dim), seed=(seed, 0))
+    generated = generator.predict(noise, batch_size=256, verbose=0)
+    real = to_model_range(data.test_images[:num_samples]).numpy()
+    real_logits = discriminator.predict(real, batch_size=256, verbose=0)[:, 0]
+    generated_logits = discriminator.predict(generated, batch_size=256, verbose=0)[:, 0]
+    figures.save_grid(to_unit_range(generated[:GRID_SAMPLES]),
+                      os.path.join(run_dir, "figures", "evaluation_samples.png"))
+    return {
+        "model": "gan",
+        "arch": config["settings"]["arch"],
+        "data": data.source,
+        "samples": int(num_samples),
+        "test_images": int(len(real)),
+        "seed": seed,
+        # D's final verdicts: near 0.5 means G's samples fool it as often as not.
+        "discriminator_accuracy_on_test_images": float(np.mean(real_logits > 0)),
+        "discriminator_accuracy_on_samples": float(np.mean(generated_logits < 0)),
+        "mean_d_of_test_images": float(np.mean(tf.sigmoid(real_logits))),
+        "mean_d_of_samples": float(np.mean(tf.sigmoid(generated_logits))),
+    }

