@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from evaluation import classifier as digit_classifier
 from training import figures
 from training.gan import to_model_range, to_unit_range
 
@@ -19,10 +20,11 @@ def evaluate(run_dir, config, data, num_samples, seed):
     discriminator = keras.models.load_model(os.path.join(run_dir, "discriminator.keras"), safe_mode=True)
     noise_dim = generator.input_shape[-1]
     noise = tf.random.stateless_normal((num_samples, noise_dim), seed=(seed, 0))
-    generated = generator.predict(noise, batch_size=256, verbose=0)
-    real = to_model_range(data.test_images[:num_samples]).numpy()
-    real_logits = discriminator.predict(real, batch_size=256, verbose=0)[:, 0]
-    generated_logits = discriminator.predict(generated, batch_size=256, verbose=0)[:, 0]
+    generated = generator(noise, training=False).numpy()
+    real = to_model_range(data.test_images[:num_samples])
+    real_logits = discriminator(real, training=False).numpy()[:, 0]
+    generated_logits = discriminator(generated, training=False).numpy()[:, 0]
+    classifier, classifier_accuracy = digit_classifier.load_or_train(data)
     figures.save_grid(to_unit_range(generated[:GRID_SAMPLES]),
                       os.path.join(run_dir, "figures", "evaluation_samples.png"))
     return {
@@ -37,4 +39,7 @@ def evaluate(run_dir, config, data, num_samples, seed):
         "discriminator_accuracy_on_samples": float(np.mean(generated_logits < 0)),
         "mean_d_of_test_images": float(np.mean(tf.sigmoid(real_logits))),
         "mean_d_of_samples": float(np.mean(tf.sigmoid(generated_logits))),
+        # What a digit classifier trained on the same source's training split makes of the samples.
+        "classifier_test_accuracy": classifier_accuracy,
+        **digit_classifier.judge(classifier, generated),
     }

@@ -60,7 +60,7 @@ def _add_shared_flags(parser, model):
 
 
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
-GAN_DEFAULTS = {"epochs": 30, "batch_size": 64}
+GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
 
 
 def build_parser():
@@ -71,13 +71,20 @@ def build_parser():
     models = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
     models.required = True
 
-    gan = models.add_parser("gan", help="the MNIST GAN (the tutorial's MLP pair, or --arch dcgan)")
+    gan = models.add_parser("gan", help="the MNIST GAN (the tutorial's MLP pair, or --arch dcgan)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_shared_flags(gan, "gan")
     gan.add_argument("--arch", choices=GAN_ARCHS, default="mlp",
                      help="mlp: the tutorial's MLP generator and discriminator; dcgan: a small convolutional pair")
     gan.add_argument("--noise-dim", type=int, default=100, help="length of the generator's noise vector z")
     gan.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate of both D and G")
     gan.add_argument("--beta-1", type=float, default=0.5, help="Adam beta_1 of both D and G")
+    gan.add_argument("--r1-gamma", type=float, default=10.0,
+                     help="R1 penalty weight on D's gradient at real images (Mescheder et al. 2018); 0: off")
+    gan.add_argument("--ema", type=float, default=0.999,
+                     help="momentum of a moving average of G's weights used for samples and export; 0: off")
+    gan.add_argument("--label-smoothing", type=float, default=0.0,
+                     help="one-sided label smoothing: D's target for real images is 1 - this (Salimans et al. 2016)")
     gan.set_defaults(**GAN_DEFAULTS)
     return parser
 
@@ -97,8 +104,11 @@ def parse_args(argv):
         _require_at_least(args, "noise_dim", 1)
         if not args.learning_rate > 0:
             raise UsageError(f"--learning-rate must be above 0, got {args.learning_rate}")
-        if not 0 <= args.beta_1 < 1:
-            raise UsageError(f"--beta-1 must be in [0, 1), got {args.beta_1}")
+        for name in ("beta_1", "ema", "label_smoothing"):
+            if not 0 <= getattr(args, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
+        if not args.r1_gamma >= 0:
+            raise UsageError(f"--r1-gamma must be 0 or more, got {args.r1_gamma}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if args.resume and args.run_dir is None:

@@ -41,14 +41,18 @@ def save_gif(frame_paths, path, milliseconds_per_frame=250):
     os.replace(partial, path)
 
 
-def plot_curves(history, panels, path, title=None):
-    """Line plots of history columns per epoch; `panels` is a list of (panel title, [columns])."""
+def plot_curves(history, panels, path, title=None, labels=None):
+    """Line plots of history columns per epoch; `panels` is a list of (panel title, [columns]).
+
+    `labels` optionally renames columns in the legends, e.g. {"d_real": "D(x)"}.
+    """
+    labels = labels or {}
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for axis, (panel_title, columns) in zip(axes[0], panels):
         for column in columns:
             axis.plot(epochs, [row[column] for row in history], marker="." if len(epochs) < 40 else None,
-                      label=column)
+                      label=labels.get(column, column))
         axis.set_title(panel_title)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)

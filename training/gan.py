@@ -48,6 +48,8 @@ class GanTask:
         self.noise_dim = settings["noise_dim"]
         self.global_batch_size = settings["batch_size"]
         self.strategy = strategy
+        self.r1_gamma = settings.get("r1_gamma", 0.0)
+        self.real_label = 1.0 - settings.get("label_smoothing", 0.0)
         self.num_train = len(data.train_images)
         self.examples = pipeline.cached_examples(data.train_images, to_model_range)
         self.steps_per_epoch = pipeline.steps_per_epoch(self.num_train, self.global_batch_size,
@@ -57,17 +59,20 @@ class GanTask:
                              f"{self.num_train} training images")
         with strategy.scope():
             self.generator, self.discriminator = gan_models.build_pair(settings["arch"], self.noise_dim)
-            self.g_optimizer = self._adam(settings, mixed_precision)
+            self.g_optimizer = self._adam(settings, mixed_precision, settings.get("ema", 0.0))
             self.d_optimizer = self._adam(settings, mixed_precision)
             # Keras 3 creates optimizer slots lazily; under a distribution strategy that first happens
             # inside the replica function and fails, so build them here, in the strategy's scope.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.ema_generator = None
         self.fixed_noise = pipeline.keyed_normal((GRID_SAMPLES, self.noise_dim), self.seed, FIXED_NOISE_KEY)
 
     @staticmethod
-    def _adam(settings, mixed_precision):
-        optimizer = keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"])
+    def _adam(settings, mixed_precision, ema_momentum=0.0):
+        # use_ema: Keras keeps an exponential moving average of the weights inside the optimizer.
+        optimizer = keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"],
+                                          use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99)
         # Under mixed_float16, scale the loss so small float16 gradients do not flush to zero.
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
@@ -105,11 +110,20 @@ class GanTask:
         """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0."""
         ones = tf.ones((tf.shape(real_images)[0], 1))
         with tf.GradientTape() as tape:
+            with tf.GradientTape() as input_tape:
+                input_tape.watch(real_images)
+                real_logits = self.discriminator(real_images, training=True)
             fake_images = self.generator(noise, training=True)
-            real_logits = self.discriminator(real_images, training=True)
             fake_logits = self.discriminator(fake_images, training=True)
-            d_loss = self._average(binary_cross_entropy(ones, real_logits)
-                                   + binary_cross_entropy(tf.zeros_like(ones), fake_logits))
+            # One-sided label smoothing (Salimans et al. 2016): real labels 1 - s, generated stay 0.
+            per_example = (binary_cross_entropy(self.real_label * ones, real_logits)
+                           + binary_cross_entropy(tf.zeros_like(ones), fake_logits))
+            if self.r1_gamma:
+                # R1 (Mescheder et al. 2018): + gamma/2 ||grad_x D(x)||^2 on real images keeps D smooth
+                # where the data is, which stops it overfitting a small training set.
+                input_gradients = input_tape.gradient(real_logits, real_images)
+                per_example += 0.5 * self.r1_gamma * tf.reduce_sum(tf.square(input_gradients), axis=[1, 2, 3])
+            d_loss = self._average(per_example)
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
         gradients = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(gradients, self.discriminator.trainable_variables))
@@ -130,9 +144,23 @@ class GanTask:
         self.g_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
         return {"g_loss": g_loss}
 
+    def sampling_generator(self):
+        """The generator to sample and export: with --ema, a copy holding the moving-average weights."""
+        optimizer = getattr(self.g_optimizer, "inner_optimizer", self.g_optimizer)  # under loss scaling
+        if not optimizer.use_ema:
+            return self.generator
+        if self.ema_generator is None:
+            self.ema_generator = keras.models.clone_model(self.generator)
+        self.ema_generator.set_weights(self.generator.get_weights())  # BatchNorm statistics as trained
+        # Keras' optimizer keeps the averages in the order of the variables it was built on.
+        for variable, average in zip(self.ema_generator.trainable_variables,
+                                     optimizer._model_variables_moving_average):
+            variable.assign(average)
+        return self.ema_generator
+
     def sample_grid(self):
-        """The generator's images for the fixed noise batch, in [0, 1]."""
-        return to_unit_range(self.generator(self.fixed_noise, training=False))
+        """The sampling generator's images for the fixed noise batch, in [0, 1]."""
+        return to_unit_range(self.sampling_generator()(self.fixed_noise, training=False))
 
     def end_epoch(self, epoch, history, run_dir):
         """Writes this epoch's sample grid, the GIF so far, the loss curves and a TensorBoard image."""
@@ -144,12 +172,13 @@ class GanTask:
                          os.path.join(run_dir, "figures", "samples.gif"))
         figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
                                       ("discriminator outputs", ["d_real", "d_fake"])],
-                            os.path.join(run_dir, "figures", "losses.png"), title="GAN training")
+                            os.path.join(run_dir, "figures", "losses.png"), title="GAN training",
+                            labels=self.metric_labels)
         tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
 
     def export(self, run_dir):
-        """Saves generator.keras and discriminator.keras (write, then rename)."""
-        for model, name in ((self.generator, "generator"), (self.discriminator, "discriminator")):
+        """Saves generator.keras (the moving average with --ema) and discriminator.keras (write, then rename)."""
+        for model, name in ((self.sampling_generator(), "generator"), (self.discriminator, "discriminator")):
             partial = os.path.join(run_dir, f".{name}.partial.keras")
             model.save(partial)
             os.replace(partial, os.path.join(run_dir, f"{name}.keras"))
