@@ -76,6 +76,9 @@ def main(argv=None):
         strategy, strategy_name = distribute.choose_strategy(settings["strategy"], settings["cpu_replicas"])
         precision = distribute.configure_precision(settings["mixed_precision"])
         replicas = strategy.num_replicas_in_sync
+        if settings["jit"] and replicas > 1 and not tf.config.list_physical_devices("GPU"):
+            raise cli.UsageError("--jit cannot run on split CPU devices: XLA compiles for the one physical "
+                                 "CPU and cannot reach the other replicas' variables; drop --jit or --cpu-replicas")
         if settings["batch_size"] % replicas:
             raise cli.UsageError(
                 f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "

@@ -84,9 +84,11 @@ def test_auto_falls_back_to_the_bundled_sample_offline(tmp_path):
     assert '"source": "mnist-5k"' in (tmp_path / "run" / "config.json").read_text()
 
 
-def test_mixed_precision_is_refused_without_a_gpu(tmp_path):
+def test_gpu_only_requests_are_refused_on_cpu(tmp_path):
     assert_refused(run_script("train.py", *TINY_GAN, "--mixed-precision", "--run-dir", tmp_path / "run"),
                    "--mixed-precision needs a GPU")
+    assert_refused(run_script("train.py", *TINY_GAN, "--jit", "--cpu-replicas", "2", "--run-dir", tmp_path / "run"),
+                   "--jit cannot run on split CPU devices")
     assert not (tmp_path / "run").exists()
 
 

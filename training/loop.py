@@ -108,7 +108,7 @@ class Trainer:
             print(f"Epoch {epoch + 1}/{epochs}")
         progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,
                                       stateful_metrics=[labels.get(n, n) for n in trackers] + ["samples/s"])
-        steady_started = None
+        epoch_started = steady_started = time.perf_counter()
         for index, inputs in enumerate(dataset):
             values = self.distributed_step(inputs)
             values = {name: float(value) for name, value in values.items()}
@@ -129,6 +129,7 @@ class Trainer:
                            + [("samples/s", rate)])
         ended = time.perf_counter()
         means = {name: float(tracker.result()) for name, tracker in trackers.items()}
-        counted_steps = max(index, 1)
-        means["samples_per_sec"] = round(counted_steps * batch_size / max(ended - steady_started, 1e-9), 1)
+        # With a single step there is no steady state to count; report that step, start-up and all.
+        counted_steps, counted_seconds = (index, ended - steady_started) if index else (1, ended - epoch_started)
+        means["samples_per_sec"] = round(counted_steps * batch_size / counted_seconds, 1)
         return means
