@@ -163,13 +163,9 @@ class GanTask:
         return to_unit_range(self.sampling_generator()(self.fixed_noise, training=False))
 
     def end_epoch(self, epoch, history, run_dir):
-        """Writes this epoch's sample grid, the GIF so far, the loss curves and a TensorBoard image."""
+        """Writes this epoch's sample grid, the loss curves and a TensorBoard image."""
         samples = self.sample_grid()
-        path = os.path.join(run_dir, "figures", f"samples_epoch_{epoch:03d}.png")
-        figures.save_grid(samples, path)
-        frames = sorted(f for f in os.listdir(os.path.dirname(path)) if f.startswith("samples_epoch_"))
-        figures.save_gif([os.path.join(run_dir, "figures", f) for f in frames],
-                         os.path.join(run_dir, "figures", "samples.gif"))
+        figures.save_grid(samples, os.path.join(run_dir, "figures", f"samples_epoch_{epoch:03d}.png"))
         figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
                                       ("discriminator outputs", ["d_real", "d_fake"])],
                             os.path.join(run_dir, "figures", "losses.png"), title="GAN training",
@@ -177,7 +173,11 @@ class GanTask:
         tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
 
     def export(self, run_dir):
-        """Saves generator.keras (the moving average with --ema) and discriminator.keras (write, then rename)."""
+        """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the
+        per-epoch grids (made once at the end: re-encoding it every epoch would cost more than the epoch)."""
+        folder = os.path.join(run_dir, "figures")
+        frames = sorted(name for name in os.listdir(folder) if name.startswith("samples_epoch_"))
+        figures.save_gif([os.path.join(folder, name) for name in frames], os.path.join(folder, "samples.gif"))
         for model, name in ((self.sampling_generator(), "generator"), (self.discriminator, "discriminator")):
             partial = os.path.join(run_dir, f".{name}.partial.keras")
             model.save(partial)

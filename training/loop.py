@@ -24,19 +24,26 @@ class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; the run stopped at its last good checkpoint."""
 
 
-def make_distributed_step(task, strategy, jit):
+def make_distributed_step(task, strategy, jit, trackers=None):
     """A tf.function running `task.train_step` on every replica and summing the results.
 
     Each replica returns values already divided by the global batch size (see
-    tf.nn.compute_average_loss), so their sum over replicas is the global-batch mean.
+    tf.nn.compute_average_loss), so their sum over replicas is the global-batch mean. With
+    `trackers` (name -> keras.metrics.Mean), the step also folds its values into them, inside the
+    graph, and returns the running means instead: no per-metric eager work on the host per step.
     """
     replica_step = tf.function(task.train_step, jit_compile=True) if jit else task.train_step
 
     @tf.function
     def distributed_step(inputs):
         per_replica = strategy.run(replica_step, args=(inputs,))
-        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for name, value in per_replica.items()}
+        values = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                  for name, value in per_replica.items()}
+        if trackers is None:
+            return values
+        for name, value in values.items():
+            trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in trackers.items()}
 
     return distributed_step
 
@@ -61,7 +68,9 @@ class Trainer:
         # the save (it is a collective), so they save to a temporary directory they delete.
         checkpoint_dir = os.path.join(run_dir, run_files.CHECKPOINTS) if chief else tempfile.mkdtemp()
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
-        self.distributed_step = make_distributed_step(task, strategy, jit)
+        with strategy.scope():
+            self.trackers = {name: keras.metrics.Mean(name=name) for name in task.metric_names}
+        self.distributed_step = make_distributed_step(task, strategy, jit, self.trackers)
         self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
 
     def restore(self):
@@ -102,33 +111,31 @@ class Trainer:
     def _run_epoch(self, epoch, epochs, steps):
         batch_size = self.task.global_batch_size
         dataset = self.strategy.experimental_distribute_dataset(self.task.train_dataset(epoch))
-        trackers = {name: keras.metrics.Mean(name=name) for name in self.task.metric_names}
+        for tracker in self.trackers.values():
+            tracker.reset_state()
         labels = getattr(self.task, "metric_labels", {})
         if self.verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
         progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,
-                                      stateful_metrics=[labels.get(n, n) for n in trackers] + ["samples/s"])
+                                      stateful_metrics=[labels.get(n, n) for n in self.trackers] + ["samples/s"])
         epoch_started = steady_started = time.perf_counter()
         for index, inputs in enumerate(dataset):
-            values = self.distributed_step(inputs)
-            values = {name: float(value) for name, value in values.items()}
-            for name, value in values.items():
+            # The epoch's running means; once a step's value is NaN or infinite, so is its mean.
+            means = {name: float(value) for name, value in self.distributed_step(inputs).items()}
+            for name, value in means.items():
                 if not np.isfinite(value):
                     kept = (f"the last good checkpoint (epoch {epoch}) is kept in {self.manager.directory}"
                             if epoch else "no epoch had completed, so there is no checkpoint")
                     raise NonFiniteLoss(f"{name} became {value} at epoch {epoch + 1}, step {index + 1}; "
                                         f"training stopped and {kept}. Try a lower --learning-rate")
-                trackers[name].update_state(value)
             now = time.perf_counter()
             if index == 0:
                 # The first step of an epoch pays for tracing (epoch 1) and the iterator's start;
                 # steady-state throughput is counted from the end of it.
                 steady_started = now
             rate = (index * batch_size / (now - steady_started)) if index else 0.0
-            progbar.update(index + 1, [(labels.get(n, n), float(t.result())) for n, t in trackers.items()]
-                           + [("samples/s", rate)])
+            progbar.update(index + 1, [(labels.get(n, n), v) for n, v in means.items()] + [("samples/s", rate)])
         ended = time.perf_counter()
-        means = {name: float(tracker.result()) for name, tracker in trackers.items()}
         # With a single step there is no steady state to count; report that step, start-up and all.
         counted_steps, counted_seconds = (index, ended - steady_started) if index else (1, ended - epoch_started)
         means["samples_per_sec"] = round(counted_steps * batch_size / counted_seconds, 1)
