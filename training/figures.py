@@ -30,11 +30,21 @@ def save_grid(images, path, columns=10, scale=3):
     _save_image(mosaic, path)
 
 
-def save_gif(frame_paths, path, milliseconds_per_frame=250):
-    """Writes the PNG frames as an animated GIF that holds its last frame a little longer."""
-    frames = [Image.open(frame).convert("L") for frame in frame_paths]
-    if not frames:
+def save_gif(frame_paths, path, milliseconds_per_frame=300, max_frames=25, max_side=320):
+    """Writes the PNG frames as an animated GIF that holds its last frame a little longer.
+
+    At most `max_frames` evenly spaced frames (the last always among them), shrunk to `max_side`
+    pixels: 100 full-size grids would make a GIF of over 20 MB.
+    """
+    if not frame_paths:
         return
+    keep = sorted({round(i * (len(frame_paths) - 1) / max(max_frames - 1, 1))
+                   for i in range(min(max_frames, len(frame_paths)))})
+    frames = []
+    for index in keep:
+        frame = Image.open(frame_paths[index]).convert("L")
+        shrink = max(1, -(-max(frame.size) // max_side))
+        frames.append(frame.resize((frame.width // shrink, frame.height // shrink), Image.NEAREST))
     durations = [milliseconds_per_frame] * (len(frames) - 1) + [milliseconds_per_frame * 6]
     partial = path + ".partial.gif"
     frames[0].save(partial, save_all=True, append_images=frames[1:], duration=durations, loop=0)
