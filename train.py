@@ -17,7 +17,7 @@ from training import run_dir as run_files  # noqa: E402
 
 # Settings a resumed run may change; every other one is the run's own and comes from its config.json.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "resume", "overwrite", "run_dir"}
+                        "steps_per_execution", "resume", "overwrite", "run_dir"}
 
 
 def resolve_settings(argv):
@@ -104,7 +104,8 @@ def main(argv=None):
     if chief:
         run_files.prepare(run_dir, settings["overwrite"])
     trainer = loop.Trainer(task, strategy, run_dir, keep_checkpoints=settings["keep_checkpoints"],
-                           jit=settings["jit"], verbose=not settings["quiet"], chief=chief)
+                           jit=settings["jit"], verbose=not settings["quiet"], chief=chief,
+                           steps_per_execution=settings["steps_per_execution"])
     completed = 0
     if settings["resume"]:
         completed = trainer.restore()

@@ -95,13 +95,14 @@ class EpochTimer(keras.callbacks.Callback):
 class OursRunner:
     """train.py's own Trainer, one epoch per call; returns that epoch's steady-state images/s."""
 
-    def __init__(self, settings, data, jit=False):
+    def __init__(self, settings, data, jit=False, steps_per_execution=1):
         strategy = tf.distribute.get_strategy()
         self.run_dir = tempfile.mkdtemp(prefix="bench-gan-")
         for sub in ("checkpoints", "logs", "figures"):
             os.makedirs(os.path.join(self.run_dir, sub))
         self.trainer = loop.Trainer(GanTask(settings, data, strategy), strategy, self.run_dir,
-                                    keep_checkpoints=1, jit=jit, verbose=False, chief=True)
+                                    keep_checkpoints=1, jit=jit, verbose=False, chief=True,
+                                    steps_per_execution=steps_per_execution)
         self.epochs = 0
 
     def run_epoch(self):
@@ -139,6 +140,8 @@ def main(argv=None):
     parser.add_argument("--arch", choices=("mlp", "dcgan"), default="mlp")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=8, help="measured epochs per runner (after one warm-up epoch)")
+    parser.add_argument("--steps-per-execution", type=int, default=8,
+                        help="steps per compiled call for ours (train.py's default)")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     distribute.make_deterministic(0)
@@ -147,9 +150,13 @@ def main(argv=None):
                 "learning_rate": 2e-4, "beta_1": 0.5}
     # Like for like: the tutorial's recipe on both sides (no R1, no EMA). train.py's defaults add the
     # R1 penalty (a second backward pass through D) and the EMA; their cost is measured for information.
-    runners = {"ours": OursRunner(settings, data), "keras_io_fit": KerasIoRunner(settings, data),
-               "ours_with_r1_and_ema": OursRunner({**settings, "r1_gamma": 10.0, "ema": 0.999}, data),
-               "ours_jit": OursRunner(settings, data, jit=True)}
+    spe = args.steps_per_execution
+    runners = {"ours": OursRunner(settings, data, steps_per_execution=spe),
+               "keras_io_fit": KerasIoRunner(settings, data),
+               "ours_one_step_per_call": OursRunner(settings, data, steps_per_execution=1),
+               "ours_with_r1_and_ema": OursRunner({**settings, "r1_gamma": 10.0, "ema": 0.999}, data,
+                                                  steps_per_execution=spe),
+               "ours_jit": OursRunner(settings, data, jit=True, steps_per_execution=spe)}
     # Epochs alternate between the runners, so a slow spell of this shared machine hits all of them;
     # each runner's first epoch pays for tracing and is not counted.
     rates = {name: [] for name in runners}
@@ -170,11 +177,13 @@ def main(argv=None):
                                         / result[f"keras_io_fit_images_per_sec_{kind}"], 3)
     print(f"GAN ({args.arch}), batch {args.batch_size}, {data.source}, {args.epochs} epochs each, interleaved:")
     print(f"  {'images/s':36s} {'median':>8s} {'best':>8s}")
-    labels = {"ours": "ours (Trainer, strategy.run)", "keras_io_fit": "keras-io (train_step + fit)",
+    labels = {"ours": f"ours (Trainer, {spe} steps per call)", "keras_io_fit": "keras-io (train_step + fit)",
+              "ours_one_step_per_call": "ours, 1 step per call",
               "ours_with_r1_and_ema": "ours with R1 + EMA (the defaults)",
               "ours_jit": "ours with --jit (XLA)"}
     for name, label in labels.items():
-        print(f"  {label:36s} {result[name + '_images_per_sec_median']:8.0f} {result[name + '_images_per_sec_best']:8.0f}")
+        median, best = result[name + "_images_per_sec_median"], result[name + "_images_per_sec_best"]
+        print(f"  {label:36s} {median:8.0f} {best:8.0f}")
     print(f"  {'ratio ours / keras-io':36s} {result['ratio_median']:8.2f} {result['ratio_best']:8.2f}")
     if args.out:
         with open(args.out, "w") as handle:

@@ -71,6 +71,16 @@ def test_resume_equals_uninterrupted(tiny_gan_run, tmp_path):
     assert config["resumed_from_epoch"] == [1] and config["settings"]["seed"] == 3
 
 
+def test_steps_per_execution_changes_nothing(tiny_gan_run, tmp_path):
+    """Several steps per compiled call run the same steps: the same losses and weights as one per call."""
+    train(*TINY_GAN, "--epochs", 2, "--steps-per-execution", 1, "--run-dir", tmp_path / "one")
+    train(*TINY_GAN, "--epochs", 2, "--steps-per-execution", 3, "--run-dir", tmp_path / "three")
+    assert losses(tmp_path / "one") == losses(tiny_gan_run) == losses(tmp_path / "three")
+    for a, b in zip(model_weights(tmp_path / "one" / "generator.keras"),
+                    model_weights(tmp_path / "three" / "generator.keras")):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("arch,remedies", [("mlp", ["--r1-gamma", "1", "--ema", "0.9", "--label-smoothing", "0.1"]),
                                             ("dcgan", [])])
 def test_two_cpu_replicas_equal_one(tmp_path, arch, remedies):

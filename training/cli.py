@@ -53,6 +53,9 @@ def _add_shared_flags(parser, model):
                              "several GPUs (or --cpu-replicas > 1), else the default strategy")
     parser.add_argument("--cpu-replicas", type=int, default=1,
                         help="split the CPU into N logical devices, to run the mirrored strategy without GPUs")
+    parser.add_argument("--steps-per-execution", type=int, default=8,
+                        help="training steps run per call of the compiled function (fewer Python round trips; "
+                             "the results are the same for any value)")
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 with loss scaling (GPU only)")
@@ -96,6 +99,7 @@ def parse_args(argv):
     _require_at_least(args, "batch_size", 1)
     _require_at_least(args, "cpu_replicas", 1)
     _require_at_least(args, "keep_checkpoints", 1)
+    _require_at_least(args, "steps_per_execution", 1)
     if args.steps_per_epoch is not None:
         _require_at_least(args, "steps_per_epoch", 1)
     if args.seed < 0:

@@ -24,18 +24,18 @@ class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; the run stopped at its last good checkpoint."""
 
 
-def make_distributed_step(task, strategy, jit, trackers=None):
-    """A tf.function running `task.train_step` on every replica and summing the results.
+def replicated_step(task, strategy, jit, trackers=None):
+    """One global step: `task.train_step` on every replica, its results summed over replicas.
 
     Each replica returns values already divided by the global batch size (see
     tf.nn.compute_average_loss), so their sum over replicas is the global-batch mean. With
     `trackers` (name -> keras.metrics.Mean), the step also folds its values into them, inside the
     graph, and returns the running means instead: no per-metric eager work on the host per step.
+    Returns a Python function, to be traced inside a tf.function.
     """
     replica_step = tf.function(task.train_step, jit_compile=True) if jit else task.train_step
 
-    @tf.function
-    def distributed_step(inputs):
+    def step(inputs):
         per_replica = strategy.run(replica_step, args=(inputs,))
         values = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                   for name, value in per_replica.items()}
@@ -45,7 +45,30 @@ def make_distributed_step(task, strategy, jit, trackers=None):
             trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in trackers.items()}
 
-    return distributed_step
+    return step
+
+
+def make_distributed_step(task, strategy, jit, trackers=None):
+    """replicated_step compiled on its own: one call, one global step."""
+    return tf.function(replicated_step(task, strategy, jit, trackers))
+
+
+def make_multi_step(task, strategy, jit, trackers):
+    """A tf.function running `num_steps` global steps from a distributed iterator in one call.
+
+    One Python-to-graph dispatch then serves several steps (Keras' steps_per_execution); the
+    steps, their order and their results are exactly those of one step per call.
+    """
+    step = replicated_step(task, strategy, jit, trackers)
+
+    @tf.function
+    def run_steps(iterator, num_steps):
+        means = {name: tracker.result() for name, tracker in trackers.items()}
+        for _ in tf.range(num_steps):
+            means = step(next(iterator))
+        return means
+
+    return run_steps
 
 
 def completed_epochs(checkpoint_dir):
@@ -56,7 +79,7 @@ def completed_epochs(checkpoint_dir):
 class Trainer:
     """Runs epochs of a task under a strategy, writing checkpoints, history, logs and figures."""
 
-    def __init__(self, task, strategy, run_dir, *, keep_checkpoints, jit, verbose, chief):
+    def __init__(self, task, strategy, run_dir, *, keep_checkpoints, jit, verbose, chief, steps_per_execution=1):
         self.task = task
         self.strategy = strategy
         self.run_dir = run_dir
@@ -70,7 +93,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
         with strategy.scope():
             self.trackers = {name: keras.metrics.Mean(name=name) for name in task.metric_names}
-        self.distributed_step = make_distributed_step(task, strategy, jit, self.trackers)
+        self.run_steps = make_multi_step(task, strategy, jit, self.trackers)
+        self.steps_per_execution = steps_per_execution
         self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
 
     def restore(self):
@@ -119,24 +143,29 @@ class Trainer:
         progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,
                                       stateful_metrics=[labels.get(n, n) for n in self.trackers] + ["samples/s"])
         epoch_started = steady_started = time.perf_counter()
-        for index, inputs in enumerate(dataset):
+        iterator = iter(dataset)
+        done = steady_from = 0
+        while done < steps:
+            count = min(self.steps_per_execution, steps - done)
             # The epoch's running means; once a step's value is NaN or infinite, so is its mean.
-            means = {name: float(value) for name, value in self.distributed_step(inputs).items()}
+            means = {name: float(value) for name, value in self.run_steps(iterator, tf.constant(count)).items()}
+            done += count
             for name, value in means.items():
                 if not np.isfinite(value):
                     kept = (f"the last good checkpoint (epoch {epoch}) is kept in {self.manager.directory}"
                             if epoch else "no epoch had completed, so there is no checkpoint")
-                    raise NonFiniteLoss(f"{name} became {value} at epoch {epoch + 1}, step {index + 1}; "
+                    raise NonFiniteLoss(f"{name} became {value} at epoch {epoch + 1}, by step {done}; "
                                         f"training stopped and {kept}. Try a lower --learning-rate")
             now = time.perf_counter()
-            if index == 0:
-                # The first step of an epoch pays for tracing (epoch 1) and the iterator's start;
+            if not steady_from:
+                # The first call of an epoch pays for tracing (epoch 1) and the iterator's start;
                 # steady-state throughput is counted from the end of it.
-                steady_started = now
-            rate = (index * batch_size / (now - steady_started)) if index else 0.0
-            progbar.update(index + 1, [(labels.get(n, n), v) for n, v in means.items()] + [("samples/s", rate)])
+                steady_started, steady_from = now, done
+            rate = (done - steady_from) * batch_size / (now - steady_started) if done > steady_from else 0.0
+            progbar.update(done, [(labels.get(n, n), v) for n, v in means.items()] + [("samples/s", rate)])
         ended = time.perf_counter()
-        # With a single step there is no steady state to count; report that step, start-up and all.
-        counted_steps, counted_seconds = (index, ended - steady_started) if index else (1, ended - epoch_started)
+        # With a single call there is no steady state to count; report it, start-up and all.
+        counted_steps, counted_seconds = ((done - steady_from, ended - steady_started) if done > steady_from
+                                          else (done, ended - epoch_started))
         means["samples_per_sec"] = round(counted_steps * batch_size / counted_seconds, 1)
         return means
