@@ -15,50 +15,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
-# Settings a resumed run may change; every other one is the run's own and comes from its config.json.
+# Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "steps_per_execution", "resume", "overwrite", "run_dir"}
+                        "steps_per_execution"}
 
 
 def resolve_settings(argv):
-    """Parses argv into a settings dict; on --resume, the run's recorded settings win."""
+    """Parses argv into (settings, data source to load, the run's earlier config or None).
+
+    On --resume the run's recorded settings win; a typed flag may only change what a resumed run can.
+    """
     args = cli.parse_args(argv)
     settings = vars(args)
     run_files.check_usable(args.run_dir, args.resume, args.overwrite)
     if not args.resume:
-        return settings, None
-    config = _read_run_config(args.run_dir)
+        return settings, settings["data"], None
+    config = run_files.read_run_config(args.run_dir)
     recorded = config["settings"]
     if recorded["model"] != args.model:
         raise cli.UsageError(f"{args.run_dir} holds a {recorded['model']} run, not a {args.model} run")
     typed = cli.explicit_flags(argv)
     for name, value in recorded.items():
-        if name in CHANGEABLE_ON_RESUME:
+        if name in typed and name in CHANGEABLE_ON_RESUME:
             continue
         if name in typed and settings.get(name) != value:
             flag = "--" + name.replace("_", "-")
             raise cli.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
                                  "a resumed run keeps its settings")
-        settings[name] = value
-    settings["data"] = config["data"]["source"]  # the source actually used, even if `auto` now finds another
-    return settings, config
-
-
-def _read_run_config(path):
-    try:
-        config = run_files.read_json(os.path.join(path, run_files.CONFIG))
-    except (OSError, ValueError) as exc:
-        raise cli.UsageError(f"{path}/{run_files.CONFIG} cannot be read ({exc})") from exc
-    if config.get("format_version") != run_files.FORMAT_VERSION:
-        raise cli.UsageError(f"{path} was written by another version of this project "
-                             f"(format {config.get('format_version')}, this is {run_files.FORMAT_VERSION})")
-    return config
+        if name not in ("run_dir",):
+            settings[name] = value
+    # Load the source the run actually used, even if `--data auto` would now find another.
+    return settings, config["data"]["source"], config
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        settings, previous_config = resolve_settings(argv)
+        settings, data_source, previous_config = resolve_settings(argv)
     except (cli.UsageError, run_files.RunDirError) as exc:
         cli.fail(exc)
 
@@ -76,14 +69,16 @@ def main(argv=None):
         strategy, strategy_name = distribute.choose_strategy(settings["strategy"], settings["cpu_replicas"])
         precision = distribute.configure_precision(settings["mixed_precision"])
         replicas = strategy.num_replicas_in_sync
-        if settings["jit"] and replicas > 1 and not tf.config.list_physical_devices("GPU"):
-            raise cli.UsageError("--jit cannot run on split CPU devices: XLA compiles for the one physical "
-                                 "CPU and cannot reach the other replicas' variables; drop --jit or --cpu-replicas")
+        if settings["jit"] and replicas > 1:
+            # On split CPU devices XLA compiles for the one physical CPU and cannot reach the other
+            # replicas' variables; on several GPUs Keras itself turns XLA off under tf.distribute.
+            raise cli.UsageError(f"--jit runs on one replica only, and this run has {replicas}; "
+                                 "drop --jit, or train on one device")
         if settings["batch_size"] % replicas:
             raise cli.UsageError(
                 f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "
                 f"use a multiple of {replicas}")
-        data = mnist.load(settings["data"])
+        data = mnist.load(data_source)
     except (cli.UsageError, distribute.SetupError, mnist.DataUnavailable, ValueError) as exc:
         cli.fail(exc)
     print(f"data: {data.description}")
@@ -102,7 +97,10 @@ def main(argv=None):
                      f"pass --epochs above {completed} to train on")
     chief = distribute.is_chief(strategy)
     if chief:
-        run_files.prepare(run_dir, settings["overwrite"])
+        try:
+            run_files.prepare(run_dir, settings["overwrite"])
+        except OSError as exc:
+            cli.fail(f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
     trainer = loop.Trainer(task, strategy, run_dir, keep_checkpoints=settings["keep_checkpoints"],
                            jit=settings["jit"], verbose=not settings["quiet"], chief=chief,
                            steps_per_execution=settings["steps_per_execution"])
@@ -115,9 +113,7 @@ def main(argv=None):
             "format_version": run_files.FORMAT_VERSION,
             "command": "python train.py " + " ".join(argv),
             "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
-            "data": {"requested": settings["data"] if previous_config is None
-                     else previous_config["data"]["requested"],
-                     "source": data.source, "description": data.description,
+            "data": {"requested": settings["data"], "source": data.source, "description": data.description,
                      "train_images": len(data.train_images), "test_images": len(data.test_images)},
             "strategy": {"name": strategy_name, "replicas": replicas,
                          "global_batch_size": settings["batch_size"],

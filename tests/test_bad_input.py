@@ -27,6 +27,10 @@ QUICK_REFUSALS = [
     (["gan", "--learning-rate", "0"], "--learning-rate must be above 0"),
     (["gan", "--resume"], "--resume needs --run-dir"),
     (["gan", "--resume", "--overwrite", "--run-dir", "x"], "contradict"),
+    (["gan", "--batch", "64"], "unrecognized arguments: --batch"),  # no abbreviations
+    (["gan", "--seed", str(2**32)], "--seed must be in [0, 2**32)"),
+    (["gan", "--steps-per-execution", "0"], "--steps-per-execution must be 1 or more"),
+    (["gan", "--ema", "1"], "--ema must be in [0, 1)"),
 ]
 
 
@@ -45,6 +49,8 @@ def test_existing_runs_are_never_damaged(tiny_gan_run, tmp_path):
                    "--resume", "--overwrite")
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "2"),
                    "already trained 2 epochs")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run),  # its own 2 epochs
+                   "already trained 2 epochs")
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "3",
                               "--batch-size", "64"), "--batch-size 64 differs from the run's 32")
     # A global batch that does not divide over the replicas, even with --overwrite, leaves it alone.
@@ -54,12 +60,24 @@ def test_existing_runs_are_never_damaged(tiny_gan_run, tmp_path):
     assert tree_digest(tiny_gan_run) == before
 
 
-def test_resume_needs_a_run_with_a_checkpoint(tmp_path):
-    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "none"), "holds no run")
+def test_resume_needs_a_run_with_a_checkpoint(tiny_gan_run, tmp_path):
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "none"), "does not exist")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path), "holds no run")
     (tmp_path / "started").mkdir()
-    (tmp_path / "started" / "config.json").write_text("{}")
+    (tmp_path / "started" / "config.json").write_text((tiny_gan_run / "config.json").read_text())
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"),
                    "no checkpoint")
+    (tmp_path / "started" / "config.json").write_text("[1, 2]")
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"),
+                   "another version")
+    (tmp_path / "started" / "config.json").write_text('{"format_version": 1}')
+    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"), "damaged")
+
+
+def test_a_run_directory_that_cannot_be_made_is_refused(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    assert_refused(run_script("train.py", *TINY_GAN, "--run-dir", tmp_path / "file" / "run"),
+                   "cannot write the run directory")
 
 
 def test_a_directory_of_other_files_is_not_a_run(tmp_path):
@@ -88,7 +106,7 @@ def test_gpu_only_requests_are_refused_on_cpu(tmp_path):
     assert_refused(run_script("train.py", *TINY_GAN, "--mixed-precision", "--run-dir", tmp_path / "run"),
                    "--mixed-precision needs a GPU")
     assert_refused(run_script("train.py", *TINY_GAN, "--jit", "--cpu-replicas", "2", "--run-dir", tmp_path / "run"),
-                   "--jit cannot run on split CPU devices")
+                   "--jit runs on one replica only, and this run has 2")
     assert not (tmp_path / "run").exists()
 
 

@@ -22,7 +22,7 @@ def test_evaluate_writes_metrics_and_samples(tiny_gan_run):
 
 
 def test_evaluate_refuses_what_is_not_a_finished_run(tiny_gan_run, tmp_path):
-    assert_refused(run_script("evaluate.py", tmp_path / "missing"), "is not a directory")
+    assert_refused(run_script("evaluate.py", tmp_path / "missing"), "does not exist")
     assert_refused(run_script("evaluate.py", tmp_path), "holds no run")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(tiny_gan_run, unfinished)

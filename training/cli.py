@@ -8,10 +8,10 @@ import datetime
 import os
 import sys
 
-MODELS = ("gan",)
-DATA_SOURCES = ("auto", "mnist", "mnist-5k")  # datasets.mnist.SOURCES, without importing numpy here
+from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
+
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-GAN_ARCHS = ("mlp", "dcgan")
+GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so --help needs no TensorFlow
 
 
 class UsageError(Exception):
@@ -19,6 +19,11 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--batch 64` must not pass for --batch-size unnoticed (see explicit_flags).
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(message)
 
@@ -102,8 +107,8 @@ def parse_args(argv):
     _require_at_least(args, "steps_per_execution", 1)
     if args.steps_per_epoch is not None:
         _require_at_least(args, "steps_per_epoch", 1)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.model == "gan":
         _require_at_least(args, "noise_dim", 1)
         if not args.learning_rate > 0:

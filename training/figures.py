@@ -1,13 +1,13 @@
 """Figures written into a run: image grids, the GIF of grids over training, and training curves."""
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from training.run_dir import atomic_path  # noqa: E402
 
 
 def tile(images, columns):
@@ -27,7 +27,8 @@ def save_grid(images, path, columns=10, scale=3):
     """Saves images (n, h, w, 1) in [0, 1] as a PNG grid, enlarged `scale` times."""
     mosaic = Image.fromarray(tile(images, columns), mode="L")
     mosaic = mosaic.resize((mosaic.width * scale, mosaic.height * scale), Image.NEAREST)
-    _save_image(mosaic, path)
+    with atomic_path(path) as partial:
+        mosaic.save(partial)
 
 
 def save_gif(frame_paths, path, milliseconds_per_frame=300, max_frames=25, max_side=320):
@@ -46,9 +47,8 @@ def save_gif(frame_paths, path, milliseconds_per_frame=300, max_frames=25, max_s
         shrink = max(1, -(-max(frame.size) // max_side))
         frames.append(frame.resize((frame.width // shrink, frame.height // shrink), Image.NEAREST))
     durations = [milliseconds_per_frame] * (len(frames) - 1) + [milliseconds_per_frame * 6]
-    partial = path + ".partial.gif"
-    frames[0].save(partial, save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        frames[0].save(partial, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
 def plot_curves(history, panels, path, title=None, labels=None):
@@ -70,13 +70,6 @@ def plot_curves(history, panels, path, title=None, labels=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    partial = path + ".partial.png"
-    figure.savefig(partial, dpi=100)
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=100)
     plt.close(figure)
-    os.replace(partial, path)
-
-
-def _save_image(image, path):
-    partial = path + ".partial.png"
-    image.save(partial)
-    os.replace(partial, path)

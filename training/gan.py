@@ -16,6 +16,7 @@ import tensorflow as tf
 from datasets import pipeline
 from models import gan as gan_models
 from training import figures
+from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
 FIXED_NOISE_KEY = -1  # the grid's noise key; training steps use keys 0, 1, 2, ...
@@ -47,7 +48,6 @@ class GanTask:
         self.seed = settings["seed"]
         self.noise_dim = settings["noise_dim"]
         self.global_batch_size = settings["batch_size"]
-        self.strategy = strategy
         self.r1_gamma = settings.get("r1_gamma", 0.0)
         self.real_label = 1.0 - settings.get("label_smoothing", 0.0)
         self.num_train = len(data.train_images)
@@ -102,6 +102,20 @@ class GanTask:
         g_metrics = self.generator_step(noise[:, 1])
         return {**d_metrics, **g_metrics}
 
+    @staticmethod
+    def _apply(optimizer, gradients, variables):
+        """optimizer.apply_gradients, with loss-scale overflow decided for all replicas at once.
+
+        Keras 3's LossScaleOptimizer judges "finite" from one replica's gradients before they are
+        summed over replicas; an overflow on another replica must make every replica skip the step.
+        """
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            overflow = tf.cast(tf.logical_not(optimizer.check_finite(gradients)), tf.float32)
+            any_overflow = tf.distribute.get_replica_context().all_reduce("sum", overflow) > 0
+            gradients = [tf.where(any_overflow, tf.constant(float("nan"), gradient.dtype), gradient)
+                         for gradient in gradients]
+        optimizer.apply_gradients(zip(gradients, variables))
+
     def _average(self, per_example):
         # Divide by the global batch, not this replica's: summing over replicas then gives the mean.
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
@@ -120,13 +134,17 @@ class GanTask:
                            + binary_cross_entropy(tf.zeros_like(ones), fake_logits))
             if self.r1_gamma:
                 # R1 (Mescheder et al. 2018): + gamma/2 ||grad_x D(x)||^2 on real images keeps D smooth
-                # where the data is, which stops it overfitting a small training set.
-                input_gradients = input_tape.gradient(real_logits, real_images)
+                # where the data is, which stops it overfitting a small training set. Under mixed_float16
+                # the input gradient is taken loss-scaled, so small float16 values do not flush to zero.
+                loss_scale = self.d_optimizer.scale_loss(tf.constant(1.0))
+                input_gradients = input_tape.gradient(real_logits, real_images,
+                                                      output_gradients=tf.fill(tf.shape(real_logits), loss_scale))
+                input_gradients /= loss_scale
                 per_example += 0.5 * self.r1_gamma * tf.reduce_sum(tf.square(input_gradients), axis=[1, 2, 3])
             d_loss = self._average(per_example)
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
-        gradients = tape.gradient(scaled_loss, self.discriminator.trainable_variables)
-        self.d_optimizer.apply_gradients(zip(gradients, self.discriminator.trainable_variables))
+        self._apply(self.d_optimizer, tape.gradient(scaled_loss, self.discriminator.trainable_variables),
+                    self.discriminator.trainable_variables)
         return {"d_loss": d_loss,
                 "d_real": self._average(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
                 "d_fake": self._average(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
@@ -140,8 +158,8 @@ class GanTask:
             logits = self.discriminator(self.generator(noise, training=True), training=True)
             g_loss = self._average(binary_cross_entropy(tf.ones_like(logits), logits))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
-        gradients = tape.gradient(scaled_loss, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
+        self._apply(self.g_optimizer, tape.gradient(scaled_loss, self.generator.trainable_variables),
+                    self.generator.trainable_variables)
         return {"g_loss": g_loss}
 
     def sampling_generator(self):
@@ -165,20 +183,20 @@ class GanTask:
     def end_epoch(self, epoch, history, run_dir):
         """Writes this epoch's sample grid, the loss curves and a TensorBoard image."""
         samples = self.sample_grid()
-        figures.save_grid(samples, os.path.join(run_dir, "figures", f"samples_epoch_{epoch:03d}.png"))
+        figures.save_grid(samples, os.path.join(run_dir, run_files.FIGURES, f"samples_epoch_{epoch:03d}.png"))
         figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
                                       ("discriminator outputs", ["d_real", "d_fake"])],
-                            os.path.join(run_dir, "figures", "losses.png"), title="GAN training",
+                            os.path.join(run_dir, run_files.FIGURES, "losses.png"), title="GAN training",
                             labels=self.metric_labels)
         tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
 
     def export(self, run_dir):
         """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the
         per-epoch grids (made once at the end: re-encoding it every epoch would cost more than the epoch)."""
-        folder = os.path.join(run_dir, "figures")
-        frames = sorted(name for name in os.listdir(folder) if name.startswith("samples_epoch_"))
+        folder = os.path.join(run_dir, run_files.FIGURES)
+        frames = sorted(name for name in os.listdir(folder)
+                        if name.startswith("samples_epoch_") and name.endswith(".png") and ".partial" not in name)
         figures.save_gif([os.path.join(folder, name) for name in frames], os.path.join(folder, "samples.gif"))
         for model, name in ((self.sampling_generator(), "generator"), (self.discriminator, "discriminator")):
-            partial = os.path.join(run_dir, f".{name}.partial.keras")
-            model.save(partial)
-            os.replace(partial, os.path.join(run_dir, f"{name}.keras"))
+            with run_files.atomic_path(os.path.join(run_dir, f"{name}.keras")) as partial:
+                model.save(partial)

@@ -24,51 +24,36 @@ class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; the run stopped at its last good checkpoint."""
 
 
-def replicated_step(task, strategy, jit, trackers=None):
-    """One global step: `task.train_step` on every replica, its results summed over replicas.
+def make_multi_step(task, strategy, jit, trackers):
+    """A tf.function running `num_steps` global steps from a distributed iterator in one call.
 
-    Each replica returns values already divided by the global batch size (see
-    tf.nn.compute_average_loss), so their sum over replicas is the global-batch mean. With
-    `trackers` (name -> keras.metrics.Mean), the step also folds its values into them, inside the
-    graph, and returns the running means instead: no per-metric eager work on the host per step.
-    Returns a Python function, to be traced inside a tf.function.
+    Each global step runs `task.train_step` on every replica and sums the results over replicas;
+    each replica returns values already divided by the global batch size (see
+    tf.nn.compute_average_loss), so the sum is the global-batch mean. The step folds them into
+    `trackers` (name -> keras.metrics.Mean) inside the graph and the call returns the running means.
+    Several steps per call save Python round trips (Keras' steps_per_execution); the steps, their
+    order and their results are exactly those of one step per call.
     """
     replica_step = tf.function(task.train_step, jit_compile=True) if jit else task.train_step
 
     def step(inputs):
         per_replica = strategy.run(replica_step, args=(inputs,))
-        values = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                  for name, value in per_replica.items()}
-        if trackers is None:
-            return values
-        for name, value in values.items():
-            trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in trackers.items()}
-
-    return step
-
-
-def make_distributed_step(task, strategy, jit, trackers=None):
-    """replicated_step compiled on its own: one call, one global step."""
-    return tf.function(replicated_step(task, strategy, jit, trackers))
-
-
-def make_multi_step(task, strategy, jit, trackers):
-    """A tf.function running `num_steps` global steps from a distributed iterator in one call.
-
-    One Python-to-graph dispatch then serves several steps (Keras' steps_per_execution); the
-    steps, their order and their results are exactly those of one step per call.
-    """
-    step = replicated_step(task, strategy, jit, trackers)
+        for name, value in per_replica.items():
+            trackers[name].update_state(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None))
 
     @tf.function
     def run_steps(iterator, num_steps):
-        means = {name: tracker.result() for name, tracker in trackers.items()}
         for _ in tf.range(num_steps):
-            means = step(next(iterator))
-        return means
+            step(next(iterator))
+        return {name: tracker.result() for name, tracker in trackers.items()}
 
     return run_steps
+
+
+def make_trackers(task, strategy):
+    """A keras.metrics.Mean per metric the task's step returns."""
+    with strategy.scope():
+        return {name: keras.metrics.Mean(name=name) for name in task.metric_names}
 
 
 def completed_epochs(checkpoint_dir):
@@ -88,18 +73,19 @@ class Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # epochs completed
         self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **task.checkpoint_items())
         # Only the chief writes the run; other workers of a multi-worker job must still take part in
-        # the save (it is a collective), so they save to a temporary directory they delete.
-        checkpoint_dir = os.path.join(run_dir, run_files.CHECKPOINTS) if chief else tempfile.mkdtemp()
+        # the save (it is a collective), so they save to a temporary directory they delete. All of
+        # them restore from the run's own checkpoints (on a file system they share).
+        self.run_checkpoints = os.path.join(run_dir, run_files.CHECKPOINTS)
+        checkpoint_dir = self.run_checkpoints if chief else tempfile.mkdtemp()
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
-        with strategy.scope():
-            self.trackers = {name: keras.metrics.Mean(name=name) for name in task.metric_names}
+        self.trackers = make_trackers(task, strategy)
         self.run_steps = make_multi_step(task, strategy, jit, self.trackers)
         self.steps_per_execution = steps_per_execution
         self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
 
     def restore(self):
         """Restores the latest checkpoint; returns the number of epochs already completed."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self.run_checkpoints)
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
@@ -115,13 +101,16 @@ class Trainer:
             means = self._run_epoch(epoch, epochs, steps)
             epoch_seconds = time.perf_counter() - started
             wall_seconds += epoch_seconds
-            self.epoch.assign(epoch + 1)
-            saved = self.manager.save(checkpoint_number=epoch + 1)
             row = {"epoch": epoch + 1, **means, "epoch_seconds": round(epoch_seconds, 3),
                    "wall_seconds": round(wall_seconds, 3)}
             history.append(row)
+            # History first, then the checkpoint: a process killed between the two leaves one row
+            # too many, which a resume drops (it keeps the rows up to the checkpoint's epoch).
             if self.chief:
                 run_files.write_history(self.run_dir, history)
+            self.epoch.assign(epoch + 1)
+            saved = self.manager.save(checkpoint_number=epoch + 1)
+            if self.chief:
                 with self.writer.as_default(step=epoch + 1):
                     for name, value in row.items():
                         if name != "epoch":

@@ -1,4 +1,4 @@
-"""The run directory: the contract between train.py, evaluate.py, generate.py and the README.
+"""The run directory: the contract between train.py, the tools that read runs, and the README.
 
     RUN_DIR/
       config.json        every resolved setting, data source used, strategy, replicas, versions
@@ -11,6 +11,7 @@
 Files are written to a temporary name and renamed, so a killed process never leaves half a file.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +31,12 @@ class RunDirError(Exception):
 
 
 def holds_run(path):
-    return os.path.isfile(os.path.join(path, CONFIG))
+    """True when `path` has a config.json that this project wrote (of any format version)."""
+    try:
+        config = read_json(os.path.join(path, CONFIG))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "format_version" in config
 
 
 def has_checkpoint(path):
@@ -40,8 +46,7 @@ def has_checkpoint(path):
 def check_usable(path, resume, overwrite):
     """Read-only check that `path` can take the run; raises RunDirError. Touches nothing."""
     if resume:
-        if not holds_run(path):
-            raise RunDirError(f"--resume: {path} holds no run (no {CONFIG})")
+        read_run_config(path)
         if not has_checkpoint(path):
             raise RunDirError(f"--resume: {path} has no checkpoint to continue from; start it again "
                               "with --overwrite")
@@ -65,13 +70,25 @@ def prepare(path, overwrite):
         os.makedirs(os.path.join(path, sub), exist_ok=True)
 
 
-def write_atomic(path, text):
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary name beside `path` (same extension) to write to; renames it to `path` on success.
+
+    A killed process leaves at most a `.partial` file behind, never half of `path`.
+    """
+    folder, name = os.path.split(path)
+    stem, extension = os.path.splitext(name)
+    partial = os.path.join(folder, f".{stem}.partial{extension}")
+    yield partial
     os.replace(partial, path)
+
+
+def write_atomic(path, text):
+    with atomic_path(path) as partial:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_json(path, data):
@@ -103,30 +120,41 @@ def write_history(run_dir, rows):
     write_atomic(os.path.join(run_dir, HISTORY), text.getvalue())
 
 
-def open_finished_run(path, exports):
-    """Returns the config of the finished run in `path`; raises RunDirError saying what is wrong.
-
-    `exports` maps a model name to the files its finished run holds (for example generator.keras).
-    """
+def read_run_config(path):
+    """The config.json of the run in `path`, checked to be one this version reads; raises RunDirError."""
+    if not os.path.exists(path):
+        raise RunDirError(f"{path} does not exist")
     if not os.path.isdir(path):
         raise RunDirError(f"{path} is not a directory")
-    if not holds_run(path):
+    if not os.path.isfile(os.path.join(path, CONFIG)):
         raise RunDirError(f"{path} holds no run (no {CONFIG}); pass a directory that train.py wrote")
     try:
         config = read_json(os.path.join(path, CONFIG))
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path}/{CONFIG} cannot be read ({exc})") from exc
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        found = config.get("format_version") if isinstance(config, dict) else None
+    found = config.get("format_version") if isinstance(config, dict) else None
+    if found != FORMAT_VERSION:
         raise RunDirError(f"{path} was written by another version of this project "
                           f"(run format {found}, this version reads {FORMAT_VERSION})")
-    model = config.get("settings", {}).get("model")
+    if not (isinstance(config.get("settings"), dict) and isinstance(config.get("data"), dict)
+            and "model" in config["settings"] and "source" in config["data"]):
+        raise RunDirError(f"{path}/{CONFIG} is damaged: it lacks the run's settings or data source")
+    return config
+
+
+def open_finished_run(path, exports):
+    """Returns the config of the finished run in `path`; raises RunDirError saying what is wrong.
+
+    `exports` maps a model name to the files its finished run holds (for example generator.keras).
+    """
+    config = read_run_config(path)
+    model = config["settings"]["model"]
     if model not in exports:
         raise RunDirError(f"{path} holds a run of an unknown model {model!r}")
     missing = [name for name in exports[model] if not os.path.isfile(os.path.join(path, name))]
     if missing:
         done = len(read_history(path))
-        raise RunDirError(f"{path} holds an unfinished {model} run ({done} of {config['settings']['epochs']} "
+        raise RunDirError(f"{path} holds an unfinished {model} run ({done} of {config['settings'].get('epochs')} "
                           f"epochs, no {missing[0]}); finish it with: python train.py {model} --resume "
                           f"--run-dir {path}")
     return config
