@@ -48,6 +48,29 @@ def resolve_settings(argv):
     return settings, config["data"]["source"], config
 
 
+def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch):
+    """config.json: what produced the run (settings, data actually used, strategy, versions, machine)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "format_version": run_files.FORMAT_VERSION,
+        "command": "python train.py " + " ".join(argv),
+        "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
+        "data": {"requested": settings["data"], "source": data.source, "description": data.description,
+                 "train_images": len(data.train_images), "test_images": len(data.test_images)},
+        "strategy": {"name": strategy_name, "replicas": replicas, "global_batch_size": settings["batch_size"],
+                     "per_replica_batch_size": settings["batch_size"] // replicas},
+        "precision": precision,
+        "steps_per_epoch": steps_per_epoch,
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+    }
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -56,10 +79,6 @@ def main(argv=None):
         cli.fail(exc)
 
     # Only now import TensorFlow: a mistyped command is refused without waiting for it.
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
     from datasets import mnist
     from training import distribute, loop
     from training.gan import GanTask
@@ -109,22 +128,7 @@ def main(argv=None):
         completed = trainer.restore()
         print(f"resuming {run_dir} after epoch {completed}")
     if chief:
-        config = {
-            "format_version": run_files.FORMAT_VERSION,
-            "command": "python train.py " + " ".join(argv),
-            "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
-            "data": {"requested": settings["data"], "source": data.source, "description": data.description,
-                     "train_images": len(data.train_images), "test_images": len(data.test_images)},
-            "strategy": {"name": strategy_name, "replicas": replicas,
-                         "global_batch_size": settings["batch_size"],
-                         "per_replica_batch_size": settings["batch_size"] // replicas},
-            "precision": precision,
-            "steps_per_epoch": task.steps_per_epoch,
-            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                         "keras": keras.__version__, "numpy": np.__version__},
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "gpus": len(tf.config.list_physical_devices("GPU"))},
-        }
+        config = run_config(argv, settings, data, strategy_name, replicas, precision, task.steps_per_epoch)
         if previous_config is not None:
             config["resumed_from_epoch"] = previous_config.get("resumed_from_epoch", []) + [completed]
         run_files.write_json(os.path.join(run_dir, run_files.CONFIG), config)
