@@ -1,6 +1,5 @@
 """Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures."""
 
-import argparse
 import os
 import sys
 
@@ -12,22 +11,18 @@ from training import run_dir as run_files  # noqa: E402
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras")}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        cli.fail(message)
-
-
 def main(argv=None):
-    parser = _Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
+    parser = cli.Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
     parser.add_argument("run_dir", help="a run directory, e.g. outputs/gan/20260101-120000")
     parser.add_argument("--samples", type=int, default=1000, help="how many samples to generate and measure")
     parser.add_argument("--seed", type=int, default=0, help="seeds the samples' noise")
-    args = parser.parse_args(argv)
-    if args.samples < 1:
-        cli.fail(f"--samples must be 1 or more, got {args.samples}")
     try:
+        args = parser.parse_args(argv)
+        if args.samples < 1:
+            raise cli.UsageError(f"--samples must be 1 or more, got {args.samples}")
+        cli.require_seed(args.seed)
         config = run_files.open_finished_run(args.run_dir, EXPORTS)
-    except run_files.RunDirError as exc:
+    except (cli.UsageError, run_files.RunDirError) as exc:
         cli.fail(exc)
     model = config["settings"]["model"]
     print(f"{args.run_dir}: a finished {model} run ({config['settings'].get('arch', '')}, "
@@ -46,7 +41,7 @@ def main(argv=None):
     for name, value in metrics.items():
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')} and "
-          f"{os.path.join(args.run_dir, 'figures', 'evaluation_samples.png')}")
+          f"{os.path.join(args.run_dir, run_files.FIGURES, 'evaluation_samples.png')}")
 
 
 if __name__ == "__main__":

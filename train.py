@@ -42,7 +42,7 @@ def resolve_settings(argv):
             flag = "--" + name.replace("_", "-")
             raise cli.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
                                  "a resumed run keeps its settings")
-        if name not in ("run_dir",):
+        if name != "run_dir":  # the path as typed now, wherever the run was started from
             settings[name] = value
     # Load the source the run actually used, even if `--data auto` would now find another.
     return settings, config["data"]["source"], config

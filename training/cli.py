@@ -18,7 +18,9 @@ class UsageError(Exception):
     """A value the user can fix; reported as one `error:` line with exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, and takes no abbreviated flags."""
+
     def __init__(self, *args, **kwargs):
         # No abbreviations: `--batch 64` must not pass for --batch-size unnoticed (see explicit_flags).
         kwargs.setdefault("allow_abbrev", False)
@@ -72,11 +74,11 @@ GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
 
 
 def build_parser():
-    parser = _Parser(
+    parser = Parser(
         prog="train.py",
         description="Train one of the tutorial's generators through tf.distribute.",
     )
-    models = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
+    models = parser.add_subparsers(dest="model", metavar="MODEL", parser_class=Parser)
     models.required = True
 
     gan = models.add_parser("gan", help="the MNIST GAN (the tutorial's MLP pair, or --arch dcgan)",
@@ -107,8 +109,7 @@ def parse_args(argv):
     _require_at_least(args, "steps_per_execution", 1)
     if args.steps_per_epoch is not None:
         _require_at_least(args, "steps_per_epoch", 1)
-    if not 0 <= args.seed < 2**32:
-        raise UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
+    require_seed(args.seed)
     if args.model == "gan":
         _require_at_least(args, "noise_dim", 1)
         if not args.learning_rate > 0:
@@ -137,6 +138,12 @@ def explicit_flags(argv):
         if token.startswith("--"):
             given.add(token[2:].split("=", 1)[0].replace("-", "_"))
     return given
+
+
+def require_seed(seed):
+    """Seeds feed NumPy and TensorFlow's 32-bit seed slots; refuse what they cannot take."""
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32), got {seed}")
 
 
 def _require_at_least(args, name, minimum):
