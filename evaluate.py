@@ -1,4 +1,7 @@
-"""Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures."""
+"""Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures.
+
+It reads the run's config.json to tell which model it holds (gan, vae) and measures it accordingly.
+"""
 
 import os
 import sys
@@ -8,41 +11,73 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep Tenso
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
-EXPORTS = {"gan": ("generator.keras", "discriminator.keras")}
+# What a finished run of each model holds; a run without them is unfinished.
+EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras")}
+# Flags that measure one model only, and their defaults.
+MODEL_FLAGS = {"gan": {"samples": 1000}, "vae": {"iw_samples": 100}}
+
+
+def build_parser():
+    parser = cli.Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
+    parser.add_argument("run_dir", help="a run directory, e.g. outputs/gan/20260101-120000")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the samples drawn for the measures")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="gan: how many samples to generate and measure (default 1000)")
+    parser.add_argument("--iw-samples", type=int, default=None,
+                        help="vae: importance samples K per test image for the log-likelihood (default 100)")
+    return parser
+
+
+def resolve(argv):
+    """(args with the model's defaults filled in, the run's config); raises UsageError or RunDirError."""
+    args = build_parser().parse_args(argv)
+    cli.require_seed(args.seed)
+    config = run_files.open_finished_run(args.run_dir, EXPORTS)
+    model = config["settings"]["model"]
+    for other_model, flags in MODEL_FLAGS.items():
+        for name, default in flags.items():
+            flag = "--" + name.replace("_", "-")
+            if other_model != model and getattr(args, name) is not None:
+                raise cli.UsageError(f"{flag} measures {other_model} runs; {args.run_dir} holds a {model} run")
+            if other_model == model:
+                value = default if getattr(args, name) is None else getattr(args, name)
+                if value < 1:
+                    raise cli.UsageError(f"{flag} must be 1 or more, got {value}")
+                setattr(args, name, value)
+    return args, config
 
 
 def main(argv=None):
-    parser = cli.Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
-    parser.add_argument("run_dir", help="a run directory, e.g. outputs/gan/20260101-120000")
-    parser.add_argument("--samples", type=int, default=1000, help="how many samples to generate and measure")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the samples' noise")
     try:
-        args = parser.parse_args(argv)
-        if args.samples < 1:
-            raise cli.UsageError(f"--samples must be 1 or more, got {args.samples}")
-        cli.require_seed(args.seed)
-        config = run_files.open_finished_run(args.run_dir, EXPORTS)
+        args, config = resolve(sys.argv[1:] if argv is None else argv)
     except (cli.UsageError, run_files.RunDirError) as exc:
         cli.fail(exc)
-    model = config["settings"]["model"]
-    print(f"{args.run_dir}: a finished {model} run ({config['settings'].get('arch', '')}, "
-          f"{config['settings']['epochs']} epochs on {config['data']['source']})")
+    settings = config["settings"]
+    model = settings["model"]
+    print(f"{args.run_dir}: a finished {model} run ({settings.get('arch', '')}, "
+          f"{settings['epochs']} epochs on {config['data']['source']})")
 
     from datasets import mnist
-    from evaluation import gan as gan_evaluation
 
     try:
         data = mnist.load(config["data"]["source"])
     except mnist.DataUnavailable as exc:
         cli.fail(exc)
-    metrics = gan_evaluation.evaluate(args.run_dir, config, data, args.samples, args.seed)
+    if model == "gan":
+        from evaluation import gan as gan_evaluation
+
+        metrics = gan_evaluation.evaluate(args.run_dir, config, data, args.samples, args.seed)
+    else:
+        from evaluation import vae as vae_evaluation
+
+        metrics = vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     width = max(map(len, metrics))
     for name, value in metrics.items():
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
-    print(f"wrote {os.path.join(args.run_dir, 'metrics.json')} and "
-          f"{os.path.join(args.run_dir, run_files.FIGURES, 'evaluation_samples.png')}")
+    print(f"wrote {os.path.join(args.run_dir, 'metrics.json')} and figures in "
+          f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,9 +1,10 @@
-"""Train one of the tutorial's generators: `python train.py gan [flags]` (see --help).
+"""Train one of the tutorial's generators: `python train.py {gan,vae} [flags]` (see --help).
 
 A thin command line over training/: it checks the request, sets up devices and the
 tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
 """
 
+import importlib
 import os
 import platform
 import sys
@@ -14,6 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
+
+# Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
+TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask"}
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
@@ -81,7 +85,8 @@ def main(argv=None):
     # Only now import TensorFlow: a mistyped command is refused without waiting for it.
     from datasets import mnist
     from training import distribute, loop
-    from training.gan import GanTask
+    module_name, class_name = TASKS[settings["model"]].split(":")
+    task_class = getattr(importlib.import_module(module_name), class_name)
 
     try:
         distribute.configure_devices(settings["cpu_replicas"])
@@ -105,7 +110,7 @@ def main(argv=None):
 
     distribute.make_deterministic(settings["seed"])
     try:
-        task = GanTask(settings, data, strategy, mixed_precision=precision == "mixed_float16")
+        task = task_class(settings, data, strategy, mixed_precision=precision == "mixed_float16")
     except ValueError as exc:
         cli.fail(exc)
     run_dir = settings["run_dir"]

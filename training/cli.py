@@ -12,6 +12,8 @@ from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads wh
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so --help needs no TensorFlow
+VAE_ARCHS = ("mlp", "conv")  # models.vae.ARCHS
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class UsageError(Exception):
@@ -71,6 +73,18 @@ def _add_shared_flags(parser, model):
 
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
 GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
+VAE_DEFAULTS = {"epochs": 50, "batch_size": 32}
+
+
+def positive_ints(text):
+    """'512,256' -> [512, 256]: layer widths."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 512,256, got {text!r}") from None
+    if not all(value >= 1 for value in values):
+        raise argparse.ArgumentTypeError(f"widths must be 1 or more, got {text!r}")
+    return values
 
 
 def build_parser():
@@ -96,6 +110,25 @@ def build_parser():
     gan.add_argument("--label-smoothing", type=float, default=0.0,
                      help="one-sided label smoothing: D's target for real images is 1 - this (Salimans et al. 2016)")
     gan.set_defaults(**GAN_DEFAULTS)
+
+    vae = models.add_parser("vae", help="the MNIST VAE (an MLP encoder and decoder, or --arch conv)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_shared_flags(vae, "vae")
+    vae.add_argument("--arch", choices=VAE_ARCHS, default="mlp",
+                     help="mlp: dense encoder and decoder; conv: Conv2D encoder, Conv2DTranspose decoder")
+    vae.add_argument("--latent-dim", type=int, default=2,
+                     help="dimensions of z; 2 lets evaluate.py draw the latent manifold")
+    vae.add_argument("--units", type=positive_ints, default=[512, 256],
+                     help="hidden widths of the MLP encoder (the decoder mirrors them); conv uses the last")
+    vae.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden MLP layer")
+    vae.add_argument("--beta", type=float, default=1.0,
+                     help="weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO")
+    vae.add_argument("--kl-warmup", type=int, default=0,
+                     help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
+    vae.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    vae.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
+                     help="constant, or cosine decay to 0 over --epochs")
+    vae.set_defaults(**VAE_DEFAULTS)
     return parser
 
 
@@ -110,15 +143,22 @@ def parse_args(argv):
     if args.steps_per_epoch is not None:
         _require_at_least(args, "steps_per_epoch", 1)
     require_seed(args.seed)
+    if not args.learning_rate > 0:  # every model has one
+        raise UsageError(f"--learning-rate must be above 0, got {args.learning_rate}")
     if args.model == "gan":
         _require_at_least(args, "noise_dim", 1)
-        if not args.learning_rate > 0:
-            raise UsageError(f"--learning-rate must be above 0, got {args.learning_rate}")
         for name in ("beta_1", "ema", "label_smoothing"):
             if not 0 <= getattr(args, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
         if not args.r1_gamma >= 0:
             raise UsageError(f"--r1-gamma must be 0 or more, got {args.r1_gamma}")
+    if args.model == "vae":
+        _require_at_least(args, "latent_dim", 1)
+        _require_at_least(args, "kl_warmup", 0)
+        if not args.beta > 0:
+            raise UsageError(f"--beta must be above 0, got {args.beta}")
+        if not 0 <= args.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if args.resume and args.run_dir is None:

@@ -1,6 +1,9 @@
 """Figures written into a run: image grids, the GIF of grids over training, and training curves."""
 
+import os
+
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +54,16 @@ def save_gif(frame_paths, path, milliseconds_per_frame=300, max_frames=25, max_s
         frames[0].save(partial, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
+def save_epoch_gif(folder, prefix="samples_epoch_", path_name="samples.gif"):
+    """The GIF of the per-epoch grids `folder/<prefix>NNN.png`, written as `folder/<path_name>`.
+
+    Made once at the end of training: re-encoding it every epoch would cost more than a short epoch.
+    """
+    frames = sorted(name for name in os.listdir(folder)
+                    if name.startswith(prefix) and name.endswith(".png") and ".partial" not in name)
+    save_gif([os.path.join(folder, name) for name in frames], os.path.join(folder, path_name))
+
+
 def plot_curves(history, panels, path, title=None, labels=None):
     """Line plots of history columns per epoch; `panels` is a list of (panel title, [columns]).
 
@@ -65,10 +78,25 @@ def plot_curves(history, panels, path, title=None, labels=None):
                       label=labels.get(column, column))
         axis.set_title(panel_title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=100)
+    plt.close(figure)
+
+
+def save_scatter(points, classes, path, title, axis_names, colour_label):
+    """A scatter plot of 2-D `points` coloured by integer `classes` (0-9)."""
+    figure, axis = plt.subplots(figsize=(6.4, 5.4))
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=classes, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+    figure.colorbar(scatter, ticks=range(10), label=colour_label)
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
     figure.tight_layout()
     with atomic_path(path) as partial:
         figure.savefig(partial, dpi=100)

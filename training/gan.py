@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from models import gan as gan_models
-from training import figures
+from training import figures, loop
 from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
@@ -102,23 +102,8 @@ class GanTask:
         g_metrics = self.generator_step(noise[:, 1])
         return {**d_metrics, **g_metrics}
 
-    @staticmethod
-    def _apply(optimizer, gradients, variables):
-        """optimizer.apply_gradients, with loss-scale overflow decided for all replicas at once.
-
-        Keras 3's LossScaleOptimizer judges "finite" from one replica's gradients before they are
-        summed over replicas; an overflow on another replica must make every replica skip the step.
-        """
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            overflow = tf.cast(tf.logical_not(optimizer.check_finite(gradients)), tf.float32)
-            any_overflow = tf.distribute.get_replica_context().all_reduce("sum", overflow) > 0
-            gradients = [tf.where(any_overflow, tf.constant(float("nan"), gradient.dtype), gradient)
-                         for gradient in gradients]
-        optimizer.apply_gradients(zip(gradients, variables))
-
-    def _average(self, per_example):
-        # Divide by the global batch, not this replica's: summing over replicas then gives the mean.
-        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+    def _mean(self, per_example):
+        return loop.global_mean(per_example, self.global_batch_size)
 
     def discriminator_step(self, real_images, noise):
         """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0."""
@@ -141,13 +126,13 @@ class GanTask:
                                                       output_gradients=tf.fill(tf.shape(real_logits), loss_scale))
                 input_gradients /= loss_scale
                 per_example += 0.5 * self.r1_gamma * tf.reduce_sum(tf.square(input_gradients), axis=[1, 2, 3])
-            d_loss = self._average(per_example)
+            d_loss = self._mean(per_example)
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
-        self._apply(self.d_optimizer, tape.gradient(scaled_loss, self.discriminator.trainable_variables),
+        loop.apply_gradients(self.d_optimizer, tape.gradient(scaled_loss, self.discriminator.trainable_variables),
                     self.discriminator.trainable_variables)
         return {"d_loss": d_loss,
-                "d_real": self._average(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
-                "d_fake": self._average(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
+                "d_real": self._mean(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
+                "d_fake": self._mean(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
 
     def generator_step(self, noise):
         """(2) G's step. The tutorial's min-max has G minimise log(1 - D(G(z))); early in training D
@@ -156,9 +141,9 @@ class GanTask:
         (Goodfellow et al. 2014, section 3): binary cross-entropy with the label "real"."""
         with tf.GradientTape() as tape:
             logits = self.discriminator(self.generator(noise, training=True), training=True)
-            g_loss = self._average(binary_cross_entropy(tf.ones_like(logits), logits))
+            g_loss = self._mean(binary_cross_entropy(tf.ones_like(logits), logits))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
-        self._apply(self.g_optimizer, tape.gradient(scaled_loss, self.generator.trainable_variables),
+        loop.apply_gradients(self.g_optimizer, tape.gradient(scaled_loss, self.generator.trainable_variables),
                     self.generator.trainable_variables)
         return {"g_loss": g_loss}
 
@@ -192,11 +177,8 @@ class GanTask:
 
     def export(self, run_dir):
         """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the
-        per-epoch grids (made once at the end: re-encoding it every epoch would cost more than the epoch)."""
-        folder = os.path.join(run_dir, run_files.FIGURES)
-        frames = sorted(name for name in os.listdir(folder)
-                        if name.startswith("samples_epoch_") and name.endswith(".png") and ".partial" not in name)
-        figures.save_gif([os.path.join(folder, name) for name in frames], os.path.join(folder, "samples.gif"))
+        per-epoch grids."""
+        figures.save_epoch_gif(os.path.join(run_dir, run_files.FIGURES))
         for model, name in ((self.sampling_generator(), "generator"), (self.discriminator, "discriminator")):
             with run_files.atomic_path(os.path.join(run_dir, f"{name}.keras")) as partial:
                 model.save(partial)

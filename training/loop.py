@@ -24,6 +24,26 @@ class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; the run stopped at its last good checkpoint."""
 
 
+def global_mean(per_example, global_batch_size):
+    """This replica's share of the global-batch mean: divided by the global batch, not the replica's,
+    so that summing over replicas gives the mean over the whole global batch."""
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def apply_gradients(optimizer, gradients, variables):
+    """optimizer.apply_gradients, with loss-scale overflow decided for all replicas at once.
+
+    Keras 3's LossScaleOptimizer judges "finite" from one replica's gradients before they are
+    summed over replicas; an overflow on another replica must make every replica skip the step.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        overflow = tf.cast(tf.logical_not(optimizer.check_finite(gradients)), tf.float32)
+        any_overflow = tf.distribute.get_replica_context().all_reduce("sum", overflow) > 0
+        gradients = [tf.where(any_overflow, tf.constant(float("nan"), gradient.dtype), gradient)
+                     for gradient in gradients]
+    optimizer.apply_gradients(zip(gradients, variables))
+
+
 def make_multi_step(task, strategy, jit, trackers):
     """A tf.function running `num_steps` global steps from a distributed iterator in one call.
 
@@ -48,6 +68,31 @@ def make_multi_step(task, strategy, jit, trackers):
         return {name: tracker.result() for name, tracker in trackers.items()}
 
     return run_steps
+
+
+def make_held_out_pass(task, strategy):
+    """A function measuring the task's held-out split: {name: mean over its examples}.
+
+    `task.held_out_step` returns per-replica sums over its rows plus their "count"; sums add up over
+    replicas and batches whatever the split, so the means are those of one device.
+    """
+    replica_step = task.held_out_step
+
+    @tf.function
+    def batch_sums(inputs):
+        per_replica = strategy.run(replica_step, args=(inputs,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in per_replica.items()}
+
+    def held_out_means():
+        totals = {}
+        for inputs in strategy.experimental_distribute_dataset(task.held_out_dataset()):
+            for name, value in batch_sums(inputs).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        count = totals.pop("count")
+        return {f"test_{name}": total / count for name, total in totals.items()}
+
+    return held_out_means
 
 
 def make_trackers(task, strategy):
@@ -80,6 +125,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
         self.trackers = make_trackers(task, strategy)
         self.run_steps = make_multi_step(task, strategy, jit, self.trackers)
+        # Tasks with a held-out split (VAE, LSTM) are measured on it after every epoch: test_* columns.
+        self.held_out_means = make_held_out_pass(task, strategy) if hasattr(task, "held_out_step") else None
         self.steps_per_execution = steps_per_execution
         self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
 
@@ -99,6 +146,11 @@ class Trainer:
         for epoch in range(int(self.epoch.numpy()), epochs):
             started = time.perf_counter()
             means = self._run_epoch(epoch, epochs, steps)
+            if self.held_out_means is not None:
+                means.update(self.held_out_means())
+                if self.verbose:
+                    print("  held out: " + ", ".join(f"{name} {value:.4f}" for name, value in means.items()
+                                                     if name.startswith("test_")))
             epoch_seconds = time.perf_counter() - started
             wall_seconds += epoch_seconds
             row = {"epoch": epoch + 1, **means, "epoch_seconds": round(epoch_seconds, 3),
