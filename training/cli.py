@@ -127,7 +127,10 @@ def build_parser():
                      help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
     vae.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     vae.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
-                     help="constant, or cosine decay to 0 over --epochs")
+                     help="constant, or cosine decay to 0 over --lr-decay-epochs")
+    vae.add_argument("--lr-decay-epochs", type=int, default=None,
+                     help="length of the cosine decay (default: --epochs of the run as first started; "
+                          "a resumed run keeps it)")
     vae.set_defaults(**VAE_DEFAULTS)
     return parser
 
@@ -155,6 +158,9 @@ def parse_args(argv):
     if args.model == "vae":
         _require_at_least(args, "latent_dim", 1)
         _require_at_least(args, "kl_warmup", 0)
+        if args.lr_decay_epochs is None:
+            args.lr_decay_epochs = args.epochs
+        _require_at_least(args, "lr_decay_epochs", 1)
         if not args.beta > 0:
             raise UsageError(f"--beta must be above 0, got {args.beta}")
         if not 0 <= args.dropout < 1:

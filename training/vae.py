@@ -82,9 +82,10 @@ class VaeTask:
     def _optimizer(self, settings, mixed_precision):
         learning_rate = settings["learning_rate"]
         if settings["lr_schedule"] == "cosine":
-            # Decays to 0 over the run's epochs as first started (a resumed run keeps that length).
+            # A function of the optimizer's step count, which checkpoints hold: a resumed run continues the
+            # same curve. Past its end the rate stays at 0 (train longer with a larger --lr-decay-epochs).
             learning_rate = keras.optimizers.schedules.CosineDecay(
-                learning_rate, decay_steps=settings["epochs"] * self.steps_per_epoch)
+                learning_rate, decay_steps=settings["lr_decay_epochs"] * self.steps_per_epoch)
         optimizer = keras.optimizers.Adam(learning_rate)
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 

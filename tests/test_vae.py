@@ -1,0 +1,154 @@
+"""The VAE: its ELBO terms, the importance-weighted bound, training through the engine, export and evaluation."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import model_weights, run_script, train
+from test_bad_input import assert_refused
+
+TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "6", "--seed", "3", "--quiet",
+            "--kl-warmup", "1"]
+
+
+def read_history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_run(tmp_path_factory):
+    """A finished 2-epoch VAE run with a 2-D latent (so the manifold figure applies)."""
+    run_dir = tmp_path_factory.mktemp("vae") / "tiny"
+    train(*TINY_VAE, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+def test_analytic_kl_matches_monte_carlo():
+    """KL(q || p) in closed form equals E_q[log q(z) - log p(z)] estimated from samples of q."""
+    import tensorflow as tf
+
+    from training.vae import gaussian_log_density, kl_to_standard_normal
+
+    rng = np.random.default_rng(0)
+    mean = tf.constant(rng.normal(size=(4, 3)), tf.float32)
+    log_var = tf.constant(rng.normal(scale=0.7, size=(4, 3)), tf.float32)
+    z = mean + tf.exp(0.5 * log_var) * tf.random.stateless_normal((200_000, 4, 3), seed=(1, 2))
+    monte_carlo = tf.reduce_mean(gaussian_log_density(z, mean, log_var)
+                                 - gaussian_log_density(z, tf.zeros_like(z), tf.zeros_like(z)), axis=0)
+    analytic = kl_to_standard_normal(mean, log_var)
+    np.testing.assert_allclose(monte_carlo.numpy(), analytic.numpy(), rtol=0.02, atol=0.01)
+
+
+def test_importance_weighted_bound_starts_at_the_elbo_and_grows_with_k(tiny_vae_run):
+    import keras
+
+    from datasets import mnist
+    from evaluation.vae import importance_weighted_bound, log_weights
+
+    encoder = keras.models.load_model(tiny_vae_run / "encoder.keras")
+    decoder = keras.models.load_model(tiny_vae_run / "decoder.keras")
+    images = mnist.load("mnist-5k").test_images[:100]
+    weights = log_weights(encoder, decoder, images, 400, seed=0)  # (K, images)
+    elbo = weights.mean()
+    # K = 1: the bound is one sample of log w, whose expectation is the ELBO.
+    single = np.mean([importance_weighted_bound(weights[k:k + 1]).mean() for k in range(0, 400)])
+    assert abs(single - elbo) < 1e-6 * abs(elbo)
+    fresh_single = importance_weighted_bound(log_weights(encoder, decoder, images, 1, seed=7)).mean()
+    assert abs(fresh_single - elbo) < 0.01 * abs(elbo)
+    # It rises with K (Burda et al. 2016), averaged over images and over disjoint groups of samples.
+    bounds = [np.mean([importance_weighted_bound(weights[g:g + k]).mean() for g in range(0, 400, k)])
+              for k in (1, 10, 100, 400)]
+    assert bounds == sorted(bounds) and bounds[-1] > bounds[0] + 0.5, bounds
+
+
+def test_models_have_the_designed_shapes_and_survive_export(tmp_path):
+    import keras
+
+    from models import vae as vae_models
+
+    images = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype("float32")
+    for arch in vae_models.ARCHS:
+        encoder, decoder = vae_models.build_pair(arch, latent_dim=3)
+        mean, log_var = encoder(images)
+        assert mean.shape == log_var.shape == (5, 3)
+        logits = decoder(mean)
+        assert logits.shape == (5, 28, 28, 1)
+        z = vae_models.Sampling(seed=1)(mean, log_var)
+        assert z.shape == (5, 3)
+        decoder.save(tmp_path / f"{arch}.keras")
+        loaded = keras.models.load_model(tmp_path / f"{arch}.keras")
+        np.testing.assert_allclose(np.asarray(loaded(mean)), np.asarray(logits), rtol=1e-6, atol=1e-6)
+
+
+def test_a_short_training_lowers_the_test_neg_elbo_far_below_its_start(tmp_path):
+    import tensorflow as tf
+
+    from datasets import mnist
+    from training import distribute
+    from training.cli import parse_args
+    from training.vae import VaeTask
+
+    argv = ["vae", "--data", "mnist-5k", "--latent-dim", "20", "--epochs", "2", "--seed", "1", "--quiet"]
+    # The untrained model of the same seed, measured as the engine measures the held-out split.
+    distribute.make_deterministic(1)
+    task = VaeTask(vars(parse_args(argv)), mnist.load("mnist-5k"), tf.distribute.get_strategy())
+    sums = [task.held_out_step(batch) for batch in task.held_out_dataset()]
+    start = sum(float(s["neg_elbo"]) for s in sums) / sum(float(s["count"]) for s in sums)
+    assert start > 500  # about 784 ln 2 = 543 nats: every pixel a coin flip
+
+    train(*argv, "--run-dir", tmp_path / "run")
+    history = read_history(tmp_path / "run")
+    assert history[-1]["test_neg_elbo"] < 200 < 0.4 * start
+    assert history[-1]["test_neg_elbo"] == pytest.approx(history[-1]["test_reconstruction"] + history[-1]["test_kl"])
+
+
+def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_vae_run, tmp_path):
+    """KL warm-up and the cosine schedule are functions of the checkpointed step count; the split of a
+    batch over replicas changes nothing."""
+    full = tmp_path / "four"
+    train(*TINY_VAE, "--epochs", 4, "--run-dir", full)
+    half = tmp_path / "half"
+    train(*TINY_VAE, "--epochs", 2, "--lr-decay-epochs", 4, "--run-dir", half)
+    train(*TINY_VAE, "--epochs", 4, "--resume", "--run-dir", half)
+    two = tmp_path / "two"
+    train(*TINY_VAE, "--epochs", 4, "--cpu-replicas", 2, "--run-dir", two)
+    for name in ("encoder.keras", "decoder.keras"):
+        for a, b in zip(model_weights(full / name), model_weights(half / name)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(model_weights(full / name), model_weights(two / name)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    columns = ("neg_elbo", "kl", "test_neg_elbo", "test_kl")
+    for a, b in zip(read_history(full), read_history(two)):
+        np.testing.assert_allclose([a[c] for c in columns], [b[c] for c in columns], rtol=1e-4)
+
+
+def test_evaluate_writes_metrics_and_every_figure(tiny_vae_run):
+    result = run_script("evaluate.py", tiny_vae_run, "--iw-samples", 20)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "a finished vae run" in result.stdout
+    metrics = json.loads((tiny_vae_run / "metrics.json").read_text())
+    assert metrics["model"] == "vae" and metrics["iw_samples"] == 20 and metrics["latent_dim"] == 2
+    assert metrics["test_neg_elbo"] == pytest.approx(metrics["test_reconstruction"] + metrics["test_kl"])
+    # log p(x) >= the importance-weighted bound >= the ELBO, so -log p(x) estimates sit below -ELBO.
+    assert 0 < metrics["test_nll_importance_weighted"] <= metrics["test_neg_elbo"]
+    for name in ("reconstructions", "prior_samples", "latent_manifold", "latent_space", "interpolation",
+                 "losses", "samples"):
+        path = tiny_vae_run / "figures" / (name + (".gif" if name == "samples" else ".png"))
+        assert path.stat().st_size > 1000, path
+
+
+def test_latent_space_beyond_two_dimensions_is_projected(tmp_path):
+    from evaluation.vae import plot_latent_space
+
+    means = np.random.default_rng(0).normal(size=(300, 5))
+    plot_latent_space(means, np.arange(300) % 10, tmp_path / "space.png")
+    assert (tmp_path / "space.png").stat().st_size > 1000
+
+
+def test_evaluate_refuses_flags_of_another_model(tiny_vae_run):
+    assert_refused(run_script("evaluate.py", tiny_vae_run, "--samples", 10), "--samples measures gan runs")
+    assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0), "--iw-samples must be 1 or more")
