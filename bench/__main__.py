@@ -1,6 +1,14 @@
-"""`python -m bench`: every benchmark in turn (today the GAN step)."""
+"""`python -m bench [--out-dir DIR]`: every benchmark in turn, each writing DIR/bench_<model>.json if given."""
 
-from bench import gan_step
+import argparse
+import os
+
+from bench import gan_step, vae_step
 
 if __name__ == "__main__":
-    gan_step.main()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", help="write bench_gan.json and bench_vae.json here")
+    args = parser.parse_args()
+    for name, benchmark in (("gan", gan_step), ("vae", vae_step)):
+        benchmark.main(["--out", os.path.join(args.out_dir, f"bench_{name}.json")] if args.out_dir else [])
+        print()

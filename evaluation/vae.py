@@ -78,7 +78,9 @@ def write_figures(run_dir, encoder, decoder, data, seed):
         return tf.sigmoid(decoder(np.asarray(latents, np.float32), training=False)).numpy()
 
     # Test digits (odd rows) above their reconstructions: the decoder's pixel means at the posterior mean.
-    originals = to_unit_range(data.test_images[:40]).numpy()
+    # 40 digits evenly spaced through the test split (the 5k sample's split is ordered by digit).
+    spread = np.linspace(0, len(data.test_images) - 1, 40).round().astype(int)
+    originals = to_unit_range(data.test_images[spread]).numpy()
     mean, _ = encoder(originals, training=False)
     reconstructed = decode(mean)
     pairs = np.concatenate([np.stack([originals[row:row + 10], reconstructed[row:row + 10]])

@@ -10,7 +10,8 @@ from keras import layers
 
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_PIXELS = 28 * 28
-MLP_UNITS = (512, 256)  # hidden layers of the encoder; the decoder mirrors them
+MLP_UNITS = (512, 512)  # hidden layers of the encoder; the decoder mirrors them
+ACTIVATION = "gelu"
 CONV_FILTERS = (32, 64)  # stride-2 convolutions: 28x28 -> 14x14 -> 7x7
 
 
@@ -32,20 +33,30 @@ class Sampling(keras.layers.Layer):
         return mean + keras.ops.exp(0.5 * log_var) * noise
 
 
-def build_encoder(latent_dim=2, arch="mlp", units=MLP_UNITS, dropout=0.0):
+def hidden_layer(x, width, activation, batch_norm):
+    """Dense -> (BatchNormalization) -> activation. Batch normalisation is what lets the MLP reach a good
+    ELBO on 4,000 digits in 50 epochs (see README); the Dense bias is then redundant with BN's offset."""
+    if not batch_norm:
+        return layers.Dense(width, activation=activation)(x)
+    x = layers.Dense(width, use_bias=False)(x)
+    # synchronized=True: statistics over the global batch, so N replicas train as one.
+    x = layers.BatchNormalization(synchronized=True)(x)
+    return layers.Activation(activation)(x)
+
+
+def build_encoder(latent_dim=2, arch="mlp", units=MLP_UNITS, activation=ACTIVATION, batch_norm=True):
     """q(z|x): images (batch, 28, 28, 1) in [0, 1] -> [mean, log_var], each (batch, latent_dim)."""
     images = keras.Input(IMAGE_SHAPE, name="images")
     if arch == "mlp":
         x = layers.Flatten()(images)
         for width in units:
-            x = layers.Dense(width, activation="relu")(x)
-            x = layers.Dropout(dropout)(x) if dropout else x
+            x = hidden_layer(x, width, activation, batch_norm)
     elif arch == "conv":
         x = images
         for filters in CONV_FILTERS:
-            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation=activation)(x)
         x = layers.Flatten()(x)
-        x = layers.Dense(units[-1], activation="relu")(x)
+        x = hidden_layer(x, units[-1], activation, batch_norm)
     else:
         raise ValueError(f"unknown VAE arch {arch!r}; choose mlp or conv")
     # float32 heads keep the posterior exact under a mixed_float16 policy.
@@ -56,23 +67,22 @@ def build_encoder(latent_dim=2, arch="mlp", units=MLP_UNITS, dropout=0.0):
     return encoder
 
 
-def build_decoder(latent_dim=2, arch="mlp", units=MLP_UNITS, dropout=0.0):
+def build_decoder(latent_dim=2, arch="mlp", units=MLP_UNITS, activation=ACTIVATION, batch_norm=True):
     """p(x|z): latents (batch, latent_dim) -> Bernoulli logits (batch, 28, 28, 1); sigmoid gives pixel means."""
     latents = keras.Input((latent_dim,), name="latents")
     if arch == "mlp":
         x = latents
         for width in reversed(units):
-            x = layers.Dense(width, activation="relu")(x)
-            x = layers.Dropout(dropout)(x) if dropout else x
+            x = hidden_layer(x, width, activation, batch_norm)
         x = layers.Dense(IMAGE_PIXELS, dtype="float32")(x)
         logits = layers.Reshape(IMAGE_SHAPE, dtype="float32")(x)
     elif arch == "conv":
         side = IMAGE_SHAPE[0] // 2 ** len(CONV_FILTERS)
-        x = layers.Dense(units[-1], activation="relu")(latents)
-        x = layers.Dense(side * side * CONV_FILTERS[-1], activation="relu")(x)
+        x = hidden_layer(latents, units[-1], activation, batch_norm)
+        x = layers.Dense(side * side * CONV_FILTERS[-1], activation=activation)(x)
         x = layers.Reshape((side, side, CONV_FILTERS[-1]))(x)
         for filters in reversed(CONV_FILTERS):
-            x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
+            x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation=activation)(x)
         logits = layers.Conv2DTranspose(1, 3, padding="same", dtype="float32")(x)
     else:
         raise ValueError(f"unknown VAE arch {arch!r}; choose mlp or conv")
@@ -84,6 +94,7 @@ def build_decoder(latent_dim=2, arch="mlp", units=MLP_UNITS, dropout=0.0):
 ARCHS = ("mlp", "conv")
 
 
-def build_pair(arch="mlp", latent_dim=2, units=MLP_UNITS, dropout=0.0):
+def build_pair(arch="mlp", latent_dim=2, units=MLP_UNITS, activation=ACTIVATION, batch_norm=True):
     """(encoder, decoder) of the given architecture."""
-    return (build_encoder(latent_dim, arch, units, dropout), build_decoder(latent_dim, arch, units, dropout))
+    return (build_encoder(latent_dim, arch, units, activation, batch_norm),
+            build_decoder(latent_dim, arch, units, activation, batch_norm))

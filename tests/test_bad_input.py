@@ -33,7 +33,7 @@ QUICK_REFUSALS = [
     (["gan", "--ema", "1"], "--ema must be in [0, 1)"),
     (["vae", "--latent-dim", "0"], "--latent-dim must be 1 or more"),
     (["vae", "--beta", "0"], "--beta must be above 0"),
-    (["vae", "--dropout", "1"], "--dropout must be in [0, 1)"),
+    (["vae", "--weight-decay", "-0.1"], "--weight-decay must be in [0, 1)"),
     (["vae", "--units", "512,0"], "widths must be 1 or more"),
     (["vae", "--units", "wide"], "expected widths like 512,256"),
     (["vae", "--kl-warmup", "-1"], "--kl-warmup must be 0 or more"),

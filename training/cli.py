@@ -13,6 +13,7 @@ from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads wh
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so --help needs no TensorFlow
 VAE_ARCHS = ("mlp", "conv")  # models.vae.ARCHS
+VAE_ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -73,7 +74,7 @@ def _add_shared_flags(parser, model):
 
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
 GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
-VAE_DEFAULTS = {"epochs": 50, "batch_size": 32}
+VAE_DEFAULTS = {"epochs": 50, "batch_size": 64}
 
 
 def positive_ints(text):
@@ -118,14 +119,18 @@ def build_parser():
                      help="mlp: dense encoder and decoder; conv: Conv2D encoder, Conv2DTranspose decoder")
     vae.add_argument("--latent-dim", type=int, default=2,
                      help="dimensions of z; 2 lets evaluate.py draw the latent manifold")
-    vae.add_argument("--units", type=positive_ints, default=[512, 256],
+    vae.add_argument("--units", type=positive_ints, default=[512, 512],
                      help="hidden widths of the MLP encoder (the decoder mirrors them); conv uses the last")
-    vae.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden MLP layer")
+    vae.add_argument("--activation", choices=VAE_ACTIVATIONS, default="gelu", help="of the hidden layers")
+    vae.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
+                     help="batch normalisation after each hidden Dense layer (Ioffe & Szegedy 2015)")
     vae.add_argument("--beta", type=float, default=1.0,
                      help="weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO")
     vae.add_argument("--kl-warmup", type=int, default=0,
                      help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
-    vae.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    vae.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate of AdamW")
+    vae.add_argument("--weight-decay", type=float, default=0.05,
+                     help="AdamW's decoupled weight decay (Loshchilov & Hutter 2019); 0: plain Adam")
     vae.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
                      help="constant, or cosine decay to 0 over --lr-decay-epochs")
     vae.add_argument("--lr-decay-epochs", type=int, default=None,
@@ -163,8 +168,8 @@ def parse_args(argv):
         _require_at_least(args, "lr_decay_epochs", 1)
         if not args.beta > 0:
             raise UsageError(f"--beta must be above 0, got {args.beta}")
-        if not 0 <= args.dropout < 1:
-            raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+        if not 0 <= args.weight_decay < 1:
+            raise UsageError(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if args.resume and args.run_dir is None:

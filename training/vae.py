@@ -71,8 +71,9 @@ class VaeTask:
                              f"{self.num_train} training images")
         self.kl_warmup_steps = settings["kl_warmup"] * self.steps_per_epoch
         with strategy.scope():
-            self.encoder, self.decoder = vae_models.build_pair(settings["arch"], self.latent_dim,
-                                                              tuple(settings["units"]), settings["dropout"])
+            self.encoder, self.decoder = vae_models.build_pair(
+                settings["arch"], self.latent_dim, tuple(settings["units"]), settings["activation"],
+                settings["batch_norm"])
             self.sampling = vae_models.Sampling(name="sampling", dtype="float32")  # float32 even when mixed
             self.optimizer = self._optimizer(settings, mixed_precision)
             # Optimizer slots are made here, in the strategy's scope (see GanTask).
@@ -86,7 +87,8 @@ class VaeTask:
             # same curve. Past its end the rate stays at 0 (train longer with a larger --lr-decay-epochs).
             learning_rate = keras.optimizers.schedules.CosineDecay(
                 learning_rate, decay_steps=settings["lr_decay_epochs"] * self.steps_per_epoch)
-        optimizer = keras.optimizers.Adam(learning_rate)
+        # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); 0 gives plain Adam.
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=settings["weight_decay"])
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
     @property
