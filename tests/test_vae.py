@@ -157,3 +157,31 @@ def test_latent_space_beyond_two_dimensions_is_projected(tmp_path):
 def test_evaluate_refuses_flags_of_another_model(tiny_vae_run):
     assert_refused(run_script("evaluate.py", tiny_vae_run, "--samples", 10), "--samples measures gan runs")
     assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0), "--iw-samples must be 1 or more")
+
+
+def test_mixed_precision_and_xla_steps_run_and_stay_finite():
+    """The GPU paths, exercised on the CPU in-process: mixed_float16 with loss scaling (float32 heads and
+    logits), and the step compiled with XLA (--jit)."""
+    import keras
+    import tensorflow as tf
+
+    from datasets import mnist
+    from training import loop
+    from training.cli import parse_args
+    from training.vae import VaeTask
+
+    settings = vars(parse_args(["vae", "--latent-dim", "4", "--batch-size", "32", "--steps-per-epoch", "3",
+                                "--kl-warmup", "1"]))
+    strategy = tf.distribute.get_strategy()
+    data = mnist.load("mnist-5k")
+    for mixed, jit in ((True, False), (False, True)):
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        try:
+            task = VaeTask(settings, data, strategy, mixed_precision=mixed)
+            assert isinstance(task.optimizer, keras.optimizers.LossScaleOptimizer) == mixed
+            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
+            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
+            assert all(np.isfinite(float(value)) for value in means.values()), means
+            assert task.encoder.output[0].dtype == "float32" and task.decoder.output.dtype == "float32"
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
