@@ -106,6 +106,9 @@ def main(argv=None):
     except (cli.UsageError, distribute.SetupError, mnist.DataUnavailable, ValueError) as exc:
         cli.fail(exc)
     print(f"data: {data.description}")
+    if settings.get("lr_schedule") == "cosine" and settings["epochs"] > settings["lr_decay_epochs"]:
+        print(f"note: the cosine learning-rate decay ends at epoch {settings['lr_decay_epochs']}; the epochs "
+              "after it train at learning rate 0 (start a run with a larger --lr-decay-epochs to train longer)")
     print(f"strategy: {strategy_name} with {replicas} replica(s); precision {precision}")
 
     distribute.make_deterministic(settings["seed"])
