@@ -1,6 +1,6 @@
 """Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures.
 
-It reads the run's config.json to tell which model it holds (gan, vae) and measures it accordingly.
+It reads the run's config.json to tell which model it holds (gan, vae, lstm) and measures it accordingly.
 """
 
 import os
@@ -12,9 +12,10 @@ from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 # What a finished run of each model holds; a run without them is unfinished.
-EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras")}
+EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
+           "lstm": ("model.keras", "vocab.json")}
 # Flags that measure one model only, and their defaults.
-MODEL_FLAGS = {"gan": {"samples": 1000}, "vae": {"iw_samples": 100}}
+MODEL_FLAGS = {"gan": {"samples": 1000}, "vae": {"iw_samples": 100}, "lstm": {}}
 
 
 def build_parser():
@@ -54,26 +55,32 @@ def main(argv=None):
         cli.fail(exc)
     settings = config["settings"]
     model = settings["model"]
-    print(f"{args.run_dir}: a finished {model} run ({settings.get('arch', '')}, "
-          f"{settings['epochs']} epochs on {config['data']['source']})")
+    kind = (f"{settings['layers']} x LSTM {settings['units']}" if model == "lstm" else settings["arch"])
+    print(f"{args.run_dir}: a finished {model} run ({kind}, {settings['epochs']} epochs on "
+          f"{config['data']['source']})")
 
-    from datasets import mnist
+    import datasets
 
     try:
-        data = mnist.load(config["data"]["source"])
-    except mnist.DataUnavailable as exc:
+        data = datasets.load_for(model, config["data"]["source"])
+    except datasets.DataError as exc:
         cli.fail(exc)
     if model == "gan":
         from evaluation import gan as gan_evaluation
 
         metrics = gan_evaluation.evaluate(args.run_dir, config, data, args.samples, args.seed)
-    else:
+    elif model == "vae":
         from evaluation import vae as vae_evaluation
 
         metrics = vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
+    else:
+        from evaluation import lstm as lstm_evaluation
+
+        metrics = lstm_evaluation.evaluate(args.run_dir, config, data, args.seed)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     width = max(map(len, metrics))
     for name, value in metrics.items():
+        value = ", ".join(map(str, value)) if isinstance(value, list) else value
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")

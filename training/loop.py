@@ -44,6 +44,20 @@ def apply_gradients(optimizer, gradients, variables):
     optimizer.apply_gradients(zip(gradients, variables))
 
 
+def clip_by_global_norm(gradients, clip_norm, optimizer):
+    """This replica's gradients scaled so that their sum over replicas has global norm <= clip_norm.
+
+    The norm is that of the summed (global-batch) gradient, so N replicas clip exactly as one would;
+    under loss scaling it is measured on the unscaled values.
+    """
+    replica_context = tf.distribute.get_replica_context()
+    total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    loss_scale = optimizer.scale_loss(tf.constant(1.0))
+    norm = tf.linalg.global_norm(total) / loss_scale
+    factor = clip_norm / tf.maximum(norm, clip_norm)
+    return [gradient * tf.cast(factor, gradient.dtype) for gradient in gradients]
+
+
 def make_multi_step(task, strategy, jit, trackers):
     """A tf.function running `num_steps` global steps from a distributed iterator in one call.
 
@@ -174,7 +188,8 @@ class Trainer:
         return history
 
     def _run_epoch(self, epoch, epochs, steps):
-        batch_size = self.task.global_batch_size
+        # Samples per global step: images for the GAN and VAE, characters for the LSTM.
+        batch_size = getattr(self.task, "samples_per_step", self.task.global_batch_size)
         dataset = self.strategy.experimental_distribute_dataset(self.task.train_dataset(epoch))
         for tracker in self.trackers.values():
             tracker.reset_state()

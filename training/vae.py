@@ -11,13 +11,12 @@ by minimising, per image, the negative ELBO = reconstruction + KL (both in nats)
 import math
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from datasets import pipeline
 from models import vae as vae_models
-from training import figures, loop
+from training import figures, loop, optimizers
 from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid decoded from one fixed batch of prior samples, every epoch
@@ -75,21 +74,10 @@ class VaeTask:
                 settings["arch"], self.latent_dim, tuple(settings["units"]), settings["activation"],
                 settings["batch_norm"])
             self.sampling = vae_models.Sampling(name="sampling", dtype="float32")  # float32 even when mixed
-            self.optimizer = self._optimizer(settings, mixed_precision)
+            self.optimizer = optimizers.build(settings, self.steps_per_epoch, mixed_precision)
             # Optimizer slots are made here, in the strategy's scope (see GanTask).
             self.optimizer.build(self.trainable_variables)
         self.fixed_latents = pipeline.keyed_normal((GRID_SAMPLES, self.latent_dim), self.seed, FIXED_LATENT_KEY)
-
-    def _optimizer(self, settings, mixed_precision):
-        learning_rate = settings["learning_rate"]
-        if settings["lr_schedule"] == "cosine":
-            # A function of the optimizer's step count, which checkpoints hold: a resumed run continues the
-            # same curve. Past its end the rate stays at 0 (train longer with a larger --lr-decay-epochs).
-            learning_rate = keras.optimizers.schedules.CosineDecay(
-                learning_rate, decay_steps=settings["lr_decay_epochs"] * self.steps_per_epoch)
-        # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019); 0 gives plain Adam.
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=settings["weight_decay"])
-        return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
     @property
     def trainable_variables(self):

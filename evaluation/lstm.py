@@ -1,0 +1,57 @@
+"""Evaluating a trained text generator: held-out bits per character and perplexity, and samples."""
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from datasets.text import Vocabulary
+from models.lstm import TextSampler
+from training import run_dir as run_files
+from training.lstm import VOCAB, cross_entropy, default_prompt, held_out_windows, plot_curves, split_window
+
+SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
+SAMPLE_LENGTH = 500
+WINDOWS_PER_BATCH = 64
+
+
+def held_out_nats_per_char(model, held_out_ids, seq_len):
+    """Mean -log p(next char) over the held-out text, read in windows of seq_len from a zero state
+    (as during training, so it matches history.csv's test_loss)."""
+    total, count = 0.0, 0
+    windows = held_out_windows(held_out_ids, seq_len)
+    for start in range(0, len(windows), WINDOWS_PER_BATCH):
+        ids, targets = split_window(windows[start:start + WINDOWS_PER_BATCH])
+        nats = cross_entropy(targets, model(ids, training=False)).numpy()
+        total, count = total + float(nats.sum(dtype=np.float64)), count + nats.size
+    return total / count
+
+
+def evaluate(run_dir, config, data, seed):
+    """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
+    vocabulary = Vocabulary.load(os.path.join(run_dir, VOCAB))
+    seq_len = int(config["settings"]["seq_len"])
+    nats = held_out_nats_per_char(model, data.held_out_ids, seq_len)
+    sampler = TextSampler(model)
+    prompt = default_prompt(vocabulary)
+    sections = []
+    for temperature in SAMPLE_TEMPERATURES:
+        ids = sampler.generate(vocabulary.encode(prompt), SAMPLE_LENGTH, temperature, seed=seed)
+        sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
+    run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
+    plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"))
+    return {
+        "model": "lstm",
+        "corpus": data.source,
+        "held_out_chars": int(len(data.held_out_ids)),
+        "vocabulary_size": len(vocabulary),
+        "seq_len": seq_len,
+        "seed": seed,
+        "held_out_nats_per_char": nats,
+        "held_out_bits_per_char": nats / math.log(2.0),
+        "held_out_perplexity": math.exp(nats),
+        "sample_temperatures": list(SAMPLE_TEMPERATURES),
+    }
+

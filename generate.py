@@ -1,0 +1,127 @@
+"""Generate from a finished run.
+
+    python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--seed 0]
+        an LSTM run: prints the prompt and the text that follows it
+    python generate.py RUN_DIR --n 64 --out samples.png [--seed 0]
+        a GAN or VAE run: writes a PNG grid of new digits
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep TensorFlow's start-up quiet
+
+from training import cli  # noqa: E402
+from training import run_dir as run_files  # noqa: E402
+
+EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
+TEXT_FLAGS = ("prompt", "length", "temperature", "top_k")
+IMAGE_FLAGS = ("n", "out")
+
+
+def build_parser():
+    parser = cli.Parser(prog="generate.py", description="Generate text or digits from a run written by train.py.")
+    parser.add_argument("run_dir", help="a finished run directory")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same output")
+    parser.add_argument("--prompt", default=None, help="lstm: the text to continue (default: a newline)")
+    parser.add_argument("--length", type=int, default=None, help="lstm: characters to generate (default 500)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="lstm: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="lstm: sample only among the k most likely characters (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
+    parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
+    return parser
+
+
+def resolve(argv):
+    """(args with the model's defaults filled in, the run's config); raises UsageError or RunDirError."""
+    args = build_parser().parse_args(argv)
+    cli.require_seed(args.seed)
+    config = run_files.open_finished_run(args.run_dir, EXPORTS)
+    model = config["settings"]["model"]
+    own, other = (TEXT_FLAGS, IMAGE_FLAGS) if model == "lstm" else (IMAGE_FLAGS, TEXT_FLAGS)
+    for name in other:
+        if getattr(args, name) is not None:
+            kind = "gan and vae" if model == "lstm" else "lstm"
+            raise cli.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; {args.run_dir} holds a {model} run")
+    if model == "lstm":
+        args.length = 500 if args.length is None else args.length
+        args.temperature = 1.0 if args.temperature is None else args.temperature
+        if args.length < 0:
+            raise cli.UsageError(f"--length must be 0 or more, got {args.length}")
+        if not args.temperature > 0:
+            raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
+        if args.top_k is not None and args.top_k < 1:
+            raise cli.UsageError(f"--top-k must be 1 or more, got {args.top_k}")
+        if args.prompt == "":
+            raise cli.UsageError("--prompt is empty; give at least one character (or leave it out)")
+    else:
+        args.n = 64 if args.n is None else args.n
+        if args.n < 1:
+            raise cli.UsageError(f"--n must be 1 or more, got {args.n}")
+        args.out = args.out or os.path.join(args.run_dir, "generated.png")
+        if not args.out.lower().endswith(".png"):
+            raise cli.UsageError(f"--out {args.out} must name a .png file")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            raise cli.UsageError(f"--out {args.out}: the folder {folder} does not exist")
+    return args, config
+
+
+def generate_text(args):
+    import keras
+
+    from datasets.text import CorpusError, Vocabulary
+    from models.lstm import TextSampler
+    from training.lstm import VOCAB, default_prompt
+
+    try:
+        vocabulary = Vocabulary.load(os.path.join(args.run_dir, VOCAB))
+    except (CorpusError, ValueError, OSError) as exc:
+        cli.fail(f"{args.run_dir}/{VOCAB} cannot be read: {exc}")
+    prompt = default_prompt(vocabulary) if args.prompt is None else args.prompt
+    try:
+        prompt_ids = vocabulary.encode(prompt)
+    except CorpusError as exc:
+        cli.fail(f"--prompt has {exc}")
+    # safe_mode (the default) refuses to deserialise Python lambdas: loading never runs the file's code.
+    model = keras.models.load_model(os.path.join(args.run_dir, "model.keras"), safe_mode=True)
+    ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, args.top_k or 0, args.seed)
+    return prompt + vocabulary.decode(ids)
+
+
+def generate_images(args, model):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import figures
+
+    name = "generator.keras" if model == "gan" else "decoder.keras"
+    network = keras.models.load_model(os.path.join(args.run_dir, name), safe_mode=True)
+    latent = tf.random.stateless_normal((args.n, network.input_shape[-1]), seed=(args.seed, 0))
+    output = network(latent, training=False)
+    # The GAN's tanh images are in [-1, 1]; the VAE's decoder gives logits whose sigmoid is the pixel mean.
+    images = (np.asarray(output) + 1) / 2 if model == "gan" else tf.sigmoid(output).numpy()
+    figures.save_grid(images, args.out, columns=min(10, args.n) if args.n < 64 else 8)
+
+
+def main(argv=None):
+    try:
+        args, config = resolve(sys.argv[1:] if argv is None else argv)
+    except (cli.UsageError, run_files.RunDirError) as exc:
+        cli.fail(exc)
+    model = config["settings"]["model"]
+    if model == "lstm":
+        sys.stdout.write(generate_text(args) + "\n")
+    else:
+        try:
+            generate_images(args, model)
+        except OSError as exc:
+            cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
+        print(f"wrote {args.n} new digits from the {model} run to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

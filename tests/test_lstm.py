@@ -1,0 +1,168 @@
+"""The LSTM text generator: vocabulary, windows, stateful generation, training, generate.py and bad input."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from conftest import model_weights, run_script, train, tree_digest
+from test_bad_input import assert_refused
+
+POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
+TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
+             "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
+             "--learning-rate", "0.01"]
+
+
+def read_history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def tiny_lstm_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
+    train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+def test_vocabulary_round_trip_chinese_included(tmp_path):
+    from datasets.text import CorpusError, Vocabulary
+    from training.run_dir import write_atomic
+
+    text = POEM + "Hello, world! ü"
+    vocabulary = Vocabulary.from_text(text)
+    assert len(vocabulary) == len(set(text))
+    ids = vocabulary.encode(text)
+    assert ids.dtype == np.int32 and vocabulary.decode(ids) == text
+    vocabulary.save(tmp_path / "vocab.json", write_atomic)
+    assert "床" in (tmp_path / "vocab.json").read_text(encoding="utf-8")  # stored as characters, not escapes
+    loaded = Vocabulary.load(tmp_path / "vocab.json")
+    assert loaded == vocabulary and loaded.decode(loaded.encode(POEM)) == POEM
+    with pytest.raises(CorpusError, match="'秋' 'Z'"):
+        vocabulary.encode("秋Z秋")
+
+
+def test_inputs_and_targets_are_one_character_apart_and_cover_every_position():
+    from datasets import text
+    from training.lstm import split_window, training_windows, windows_per_epoch
+
+    data = text.load("pydoc")
+    ids, seq_len = data.train_ids, 50
+    count = windows_per_epoch(len(ids), seq_len)
+    for offset in (0, 7, seq_len - 1):
+        inputs, targets = split_window(training_windows(ids, seq_len, offset, count))
+        assert inputs.shape == targets.shape == (count, seq_len)
+        np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])  # the target of t is the input of t + 1
+        np.testing.assert_array_equal(targets.ravel(), ids[offset + 1:offset + 1 + count * seq_len])  # each once
+    assert len(data.held_out_ids) == len(text.pydoc_text()) - int(len(text.pydoc_text()) * 0.9)
+
+
+def test_stateful_generation_equals_recomputing_the_whole_text():
+    from models.lstm import TextSampler, build_text_generator
+
+    model = build_text_generator(vocab_size=40, embedding_dim=8, units=24, num_layers=2)
+    ids = np.random.default_rng(0).integers(0, 40, size=57).astype(np.int32)
+    sampler = TextSampler(model)
+    for length in (1, 10, 57):
+        full = np.asarray(model(ids[np.newaxis, :length]))[0, -1]
+        np.testing.assert_allclose(sampler.next_char_logits(ids[:length]), full, rtol=1e-5, atol=1e-5)
+    # Generating n characters then reading prompt + generated text gives the same state as the sampler had.
+    generated = sampler.generate(ids[:5], 12, temperature=1.0, seed=3)
+    assert generated.shape == (12,) and generated.min() >= 0 and generated.max() < 40
+    np.testing.assert_array_equal(sampler.generate(ids[:5], 12, temperature=1.0, seed=3), generated)
+
+
+def test_a_short_training_lowers_held_out_bits_per_char(tiny_lstm_run):
+    history = read_history(tiny_lstm_run)
+    start = math.log2(103)  # an untrained model spreads its bets over the 103 characters of pydoc
+    assert history[-1]["test_bits_per_char"] < start - 1.0, history
+    assert history[-1]["test_bits_per_char"] < history[0]["test_bits_per_char"]
+    assert history[-1]["test_loss"] == pytest.approx(history[-1]["test_bits_per_char"] * math.log(2))
+    # Throughput is counted in characters: batch 16 x 20 characters per step.
+    assert history[-1]["samples_per_sec"] > 16 * 20
+    vocab = json.loads((tiny_lstm_run / "vocab.json").read_text(encoding="utf-8"))
+    assert len(vocab["chars"]) == 103 and (tiny_lstm_run / "model.keras").is_file()
+
+
+def test_seeded_generation_is_repeatable(tiny_lstm_run):
+    def generate(*flags):
+        result = run_script("generate.py", tiny_lstm_run, "--prompt", "The ", "--length", 80, *flags)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    first = generate("--seed", 5)
+    assert first.startswith("The ") and len(first) == len("The ") + 80 + 1
+    assert generate("--seed", 5) == first
+    assert generate("--seed", 6) != first
+    assert generate("--seed", 5, "--top-k", 1) == generate("--seed", 9, "--top-k", 1)  # top-1 is greedy
+
+
+def test_evaluate_writes_bits_per_char_samples_and_curves(tiny_lstm_run):
+    result = run_script("evaluate.py", tiny_lstm_run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tiny_lstm_run / "metrics.json").read_text())
+    assert metrics["model"] == "lstm" and metrics["corpus"] == "pydoc"
+    # The same measure as the held-out pass after the last epoch.
+    assert metrics["held_out_bits_per_char"] == pytest.approx(read_history(tiny_lstm_run)[-1]["test_bits_per_char"],
+                                                              rel=1e-5)
+    assert metrics["held_out_perplexity"] == pytest.approx(2 ** metrics["held_out_bits_per_char"])
+    samples = (tiny_lstm_run / "evaluation_samples.txt").read_text(encoding="utf-8")
+    assert all(f"temperature {t}" in samples for t in (0.2, 0.5, 1.0))
+    assert (tiny_lstm_run / "figures" / "losses.png").stat().st_size > 1000
+
+
+def test_chinese_text_trains_and_generates(tmp_path):
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text(POEM * 60, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    train("lstm", "--corpus", corpus, "--units", "16", "--embedding-dim", "8", "--seq-len", "12",
+          "--batch-size", "8", "--epochs", "1", "--quiet", "--run-dir", run_dir)
+    result = run_script("generate.py", run_dir, "--prompt", "明月", "--length", 20)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("明月") and set(result.stdout.strip()) <= set(POEM)
+
+
+def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_lstm_run, tmp_path):
+    """With a clip norm that clips every step, so the clipping itself is compared across replica layouts."""
+    clipped = [*TINY_LSTM, "--clip-norm", "0.05"]
+    train(*clipped, "--epochs", 2, "--run-dir", tmp_path / "full")
+    train(*clipped, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
+    train(*clipped, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
+    train(*clipped, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
+    full = model_weights(tmp_path / "full" / "model.keras")
+    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    one, two = read_history(tmp_path / "full"), read_history(tmp_path / "two")
+    for column in ("loss", "test_loss"):
+        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+
+
+def bad_corpora(folder):
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1") * 50)
+    (folder / "short.txt").write_text("too short", encoding="utf-8")
+    return {"missing": (folder / "missing.txt", "no such file"), "empty": (folder / "empty.txt", "is empty"),
+            "not utf-8": (folder / "latin1.txt", "is not UTF-8 text"),
+            "short": (folder / "short.txt", "fewer than one training sequence")}
+
+
+def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path):
+    before = tree_digest(tiny_lstm_run)
+    for name, (path, expected) in bad_corpora(tmp_path).items():
+        assert_refused(run_script("train.py", "lstm", "--corpus", path, "--run-dir", tmp_path / name), expected)
+    assert_refused(run_script("train.py", "lstm", "--seq-len", "0"), "--seq-len must be 1 or more")
+    assert_refused(run_script("train.py", "lstm", "--clip-norm", "-1"), "--clip-norm must be 0 or more")
+    assert_refused(run_script("train.py", "lstm", "--data", "mnist"), "unrecognized arguments: --data")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--length", "-1"), "--length must be 0 or more")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--top-k", "0"), "--top-k must be 1 or more")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--prompt", "明月"), "'明' '月'")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")
+    assert_refused(run_script("generate.py", tmp_path), "holds no run")
+    assert tree_digest(tiny_lstm_run) == before

@@ -1,0 +1,179 @@
+"""Training the character-level LSTM: every character predicts the next one.
+
+A training sequence is seq_len + 1 consecutive characters; the model reads the first seq_len and is
+scored at every position on the character that follows (teacher forcing):
+
+    window   T  h  e     c  a  t
+    inputs   T  h  e     c  a          (window[:-1])
+    targets  h  e     c  a  t          (window[1:])
+
+The loss is the cross-entropy -log p(next char), in nats, averaged over positions and sequences;
+divided by ln 2 it is bits per character (the held-out figure of merit), and exp of it is perplexity.
+"""
+
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from datasets import pipeline
+from datasets.text import Vocabulary
+from models import lstm as lstm_models
+from training import figures, loop, optimizers
+from training import run_dir as run_files
+
+VOCAB = "vocab.json"
+SAMPLE_LENGTH = 300  # characters written to samples.txt after every epoch
+SAMPLE_TEMPERATURE = 0.5
+
+
+def split_window(windows):
+    """(batch, seq_len + 1) ids -> (inputs, targets), each (batch, seq_len), targets one character ahead."""
+    return windows[:, :-1], windows[:, 1:]
+
+
+def training_windows(ids, seq_len, offset, count):
+    """`count` windows of seq_len + 1 ids starting at offset, offset + seq_len, ...: consecutive windows
+    share one character (the last target of one is the first input of the next), so every position of
+    the text is a target exactly once."""
+    starts = offset + seq_len * np.arange(count)
+    return ids[starts[:, np.newaxis] + np.arange(seq_len + 1)]
+
+
+def windows_per_epoch(num_ids, seq_len):
+    """How many windows fit after the largest per-epoch offset (seq_len - 1)."""
+    return (num_ids - seq_len) // seq_len
+
+
+def held_out_windows(ids, seq_len):
+    """The held-out ids as windows of at most seq_len + 1 (each read from a zero state)."""
+    length = min(seq_len, len(ids) - 1)
+    return training_windows(ids, length, 0, (len(ids) - 1) // length)
+
+
+def default_prompt(vocabulary):
+    """A newline when the text has one (the start of a paragraph), else its first character."""
+    return "\n" if "\n" in vocabulary.ids else vocabulary.chars[0]
+
+
+def cross_entropy(targets, logits):
+    """-log softmax(logits)[target] per position, in nats: (batch, time)."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+
+
+class LstmTask:
+    """The text generator, its optimizer, the text pipelines and the per-replica steps."""
+
+    name = "lstm"
+    metric_names = ("loss", "bits_per_char")
+    metric_labels = {"bits_per_char": "bits/char"}
+
+    def __init__(self, settings, data, strategy, mixed_precision=False):
+        self.seed = settings["seed"]
+        self.seq_len = settings["seq_len"]
+        self.global_batch_size = settings["batch_size"]
+        self.samples_per_step = self.global_batch_size * self.seq_len  # samples_per_sec counts characters
+        self.vocabulary = data.vocabulary
+        self.train_ids = data.train_ids
+        self.held_out_ids = data.held_out_ids
+        self.num_windows = windows_per_epoch(len(self.train_ids), self.seq_len)
+        if self.num_windows < 1:
+            raise ValueError(f"the corpus has {len(self.train_ids)} training characters, fewer than one training "
+                             f"sequence needs ({2 * self.seq_len}); use a longer text or a smaller --seq-len")
+        if len(self.held_out_ids) < 2:
+            raise ValueError("the corpus is too short to hold out its last 10% (at least 2 characters); "
+                             "use a longer text")
+        self.steps_per_epoch = pipeline.steps_per_epoch(self.num_windows, self.global_batch_size,
+                                                        settings.get("steps_per_epoch"))
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"--batch-size {self.global_batch_size} is more than the {self.num_windows} "
+                             f"training sequences of {self.seq_len} characters; use a smaller --batch-size")
+        self.clip_norm = settings["clip_norm"]
+        with strategy.scope():
+            self.model = lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"],
+                                                          settings["units"], settings["layers"], settings["dropout"])
+            self.optimizer = optimizers.build(settings, self.steps_per_epoch, mixed_precision)
+            self.optimizer.build(self.model.trainable_variables)  # slots made in the strategy's scope
+        self.sampler = None
+
+    def checkpoint_items(self):
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def check_resume(self, run_dir):
+        """A resumed run must see the same characters with the same ids."""
+        if Vocabulary.load(os.path.join(run_dir, VOCAB)) != self.vocabulary:
+            raise ValueError(f"the corpus no longer has the vocabulary recorded in {run_dir}/{VOCAB}; "
+                             "resume with the text the run was started on")
+
+    def train_dataset(self, epoch):
+        """Global batches of (inputs, targets) for one epoch: windows from an offset keyed by (seed, epoch),
+        so over epochs every character is seen at every position of a window; shuffled by (seed, epoch)."""
+        offset = pipeline.epoch_seed(self.seed, epoch) % self.seq_len
+        windows = training_windows(self.train_ids, self.seq_len, offset, self.num_windows)
+        examples = tf.data.Dataset.from_tensor_slices(windows)
+        batches = pipeline.epoch_batches(examples, self.num_windows, self.global_batch_size, self.seed, epoch,
+                                         self.steps_per_epoch)
+        return batches.map(lambda step, batch: split_window(batch)).prefetch(tf.data.AUTOTUNE)
+
+    def held_out_dataset(self):
+        """The held-out text as (inputs, targets) windows, each read from a zero state."""
+        windows = held_out_windows(self.held_out_ids, self.seq_len)
+        dataset = tf.data.Dataset.from_tensor_slices(windows).batch(self.global_batch_size).map(split_window)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
+
+    def train_step(self, inputs):
+        """One optimizer step on this replica's sequences; the loss averages every position."""
+        ids, targets = inputs
+        with tf.GradientTape() as tape:
+            logits = self.model(ids, training=True)
+            per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
+            loss = loop.global_mean(per_sequence, self.global_batch_size)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        if self.clip_norm:
+            gradients = loop.clip_by_global_norm(gradients, self.clip_norm, self.optimizer)
+        loop.apply_gradients(self.optimizer, gradients, variables)
+        return {"loss": loss, "bits_per_char": loss / math.log(2.0)}
+
+    def held_out_step(self, inputs):
+        """Sums over this replica's held-out characters of the loss (nats) and bits, and their count."""
+        ids, targets = inputs
+        nats = cross_entropy(targets, self.model(ids, training=False))
+        return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
+                "count": tf.cast(tf.size(nats), tf.float32)}
+
+    def sample(self, length, temperature, seed):
+        """Text generated by the model as it is now, after the default prompt."""
+        if self.sampler is None:
+            self.sampler = lstm_models.TextSampler(self.model)
+        prompt = default_prompt(self.vocabulary)
+        ids = self.sampler.generate(self.vocabulary.encode(prompt), length, temperature, seed=seed)
+        return prompt + self.vocabulary.decode(ids)
+
+    def end_epoch(self, epoch, history, run_dir):
+        """Saves vocab.json (once), appends a sample to samples.txt, and redraws the curves."""
+        if not os.path.isfile(os.path.join(run_dir, VOCAB)):
+            self.vocabulary.save(os.path.join(run_dir, VOCAB), run_files.write_atomic)
+        text = self.sample(SAMPLE_LENGTH, SAMPLE_TEMPERATURE, seed=self.seed)
+        with open(os.path.join(run_dir, "samples.txt"), "a", encoding="utf-8") as handle:
+            handle.write(f"=== epoch {epoch}, temperature {SAMPLE_TEMPERATURE} ===\n{text}\n\n")
+        plot_curves(history, os.path.join(run_dir, run_files.FIGURES, "losses.png"))
+        tf.summary.text("sample", text)
+
+    def export(self, run_dir):
+        """Saves model.keras beside vocab.json: all generate.py needs."""
+        self.vocabulary.save(os.path.join(run_dir, VOCAB), run_files.write_atomic)
+        with run_files.atomic_path(os.path.join(run_dir, "model.keras")) as partial:
+            self.model.save(partial)
+
+
+def plot_curves(history, path):
+    """Loss (nats/char) and bits per character per epoch, train beside held-out."""
+    panels = [("loss (nats per character)", ["loss", "test_loss"]),
+              ("bits per character", ["bits_per_char", "test_bits_per_char"])]
+    labels = {column: ("held-out" if column.startswith("test_") else "train") for _, pair in panels for column in pair}
+    figures.plot_curves(history, panels, path, title="LSTM training", labels=labels)
