@@ -35,3 +35,10 @@ def test_evaluate_refuses_what_is_not_a_finished_run(tiny_gan_run, tmp_path):
     assert_refused(run_script("evaluate.py", tiny_gan_run, "--samples", "0"), "--samples must be 1 or more")
     assert_refused(run_script("evaluate.py", tiny_gan_run, "--seed", str(2**70)), "--seed must be in [0, 2**32)")
     assert_refused(run_script("evaluate.py", tiny_gan_run, "--sample", "5"), "unrecognized arguments")
+
+
+def test_generate_writes_gan_samples(tiny_gan_run, tmp_path):
+    result = run_script("generate.py", tiny_gan_run, "--n", 64, "--out", tmp_path / "gan.png")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 64 new digits from the gan run" in result.stdout
+    assert (tmp_path / "gan.png").stat().st_size > 1000

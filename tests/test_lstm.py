@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import model_weights, run_script, train, tree_digest
+from conftest import model_weights, offline_env, run_script, train, tree_digest
 from test_bad_input import assert_refused
 
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
@@ -166,3 +166,13 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path):
     assert_refused(run_script("generate.py", tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")
     assert_refused(run_script("generate.py", tmp_path), "holds no run")
     assert tree_digest(tiny_lstm_run) == before
+
+
+def test_offline_the_default_corpus_falls_back_to_pydoc_and_shakespeare_says_what_to_do(tmp_path):
+    env = offline_env(tmp_path)
+    tiny = [flag for flag in TINY_LSTM if flag not in ("--corpus", "pydoc")]
+    result = train(*tiny, "--epochs", 1, "--steps-per-epoch", 2, "--run-dir", tmp_path / "auto", env=env)
+    assert "using --corpus pydoc instead" in result.stdout
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["data"]["source"] == "pydoc"
+    assert_refused(run_script("train.py", *tiny, "--corpus", "shakespeare", "--run-dir", tmp_path / "s", env=env),
+                   "tiny Shakespeare is not cached and could not be downloaded", "use --corpus pydoc")

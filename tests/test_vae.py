@@ -185,3 +185,18 @@ def test_mixed_precision_and_xla_steps_run_and_stay_finite():
             assert task.encoder.output[0].dtype == "float32" and task.decoder.output.dtype == "float32"
         finally:
             keras.mixed_precision.set_global_policy("float32")
+
+
+def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "digits.png"
+    result = run_script("generate.py", tiny_vae_run, "--n", 12, "--out", out, "--seed", 4)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = out.read_bytes()
+    assert Image.open(out).size == (3 * (10 * 30 + 2), 3 * (2 * 30 + 2))  # 10 columns, 2 rows, 3x enlarged
+    assert run_script("generate.py", tiny_vae_run, "--n", 12, "--out", out, "--seed", 4).returncode == 0
+    assert out.read_bytes() == first  # the same seed, the same digits
+    assert_refused(run_script("generate.py", tiny_vae_run, "--out", tmp_path / "x.jpg"), "must name a .png file")
+    assert_refused(run_script("generate.py", tiny_vae_run, "--out", tmp_path / "no" / "x.png"), "does not exist")
+    assert_refused(run_script("generate.py", tiny_vae_run, "--length", 5), "--length is for lstm runs")
