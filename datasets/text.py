@@ -161,4 +161,4 @@ def load(corpus="auto"):
             print("data: tiny Shakespeare could not be had (offline?); using --corpus pydoc instead")
             return load("pydoc")
     path = os.path.abspath(corpus)
-    return split(file_text(path), path, f"the file {path}")
+    return split(file_text(corpus), path, f"the file {path}")

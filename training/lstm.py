@@ -80,7 +80,8 @@ class LstmTask:
         self.num_windows = windows_per_epoch(len(self.train_ids), self.seq_len)
         if self.num_windows < 1:
             raise ValueError(f"the corpus has {len(self.train_ids)} training characters, fewer than one training "
-                             f"sequence needs ({2 * self.seq_len}); use a longer text or a smaller --seq-len")
+                             f"sequence of --seq-len {self.seq_len} needs ({2 * self.seq_len}, as its start "
+                             "moves every epoch); use a longer text or a smaller --seq-len")
         if len(self.held_out_ids) < 2:
             raise ValueError("the corpus is too short to hold out its last 10% (at least 2 characters); "
                              "use a longer text")
