@@ -176,3 +176,29 @@ def test_offline_the_default_corpus_falls_back_to_pydoc_and_shakespeare_says_wha
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["data"]["source"] == "pydoc"
     assert_refused(run_script("train.py", *tiny, "--corpus", "shakespeare", "--run-dir", tmp_path / "s", env=env),
                    "tiny Shakespeare is not cached and could not be downloaded", "use --corpus pydoc")
+
+
+def test_mixed_precision_and_xla_steps_run_and_stay_finite():
+    """The GPU paths on the CPU, in-process: mixed_float16 with loss scaling (float32 logits, clipping
+    measured on unscaled gradients), and the step compiled with XLA (--jit)."""
+    import keras
+    import tensorflow as tf
+
+    from datasets import text
+    from training import loop
+    from training.cli import parse_args
+    from training.lstm import LstmTask
+
+    settings = vars(parse_args(TINY_LSTM + ["--clip-norm", "0.5"]))
+    strategy = tf.distribute.get_strategy()
+    data = text.load("pydoc")
+    for mixed, jit in ((True, False), (False, True)):
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        try:
+            task = LstmTask(settings, data, strategy, mixed_precision=mixed)
+            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
+            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
+            assert all(np.isfinite(float(value)) for value in means.values()), means
+            assert task.model.output.dtype == "float32"
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
