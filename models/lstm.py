@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 
-def build_text_generator(vocab_size, embedding_dim=64, units=512, num_layers=1, dropout=0.0):
+def build_text_generator(vocab_size, embedding_dim=64, units=256, num_layers=1, dropout=0.0):
     """ids (batch, time) int -> next-character logits (batch, time, vocab_size), for any length of time."""
     ids = keras.Input((None,), dtype="int32", name="ids")
     x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)

@@ -77,7 +77,7 @@ def _add_shared_flags(parser, model, image_data=True):
 GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
 VAE_DEFAULTS = {"epochs": 50, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.05,
                 "lr_schedule": "cosine"}
-LSTM_DEFAULTS = {"epochs": 10, "batch_size": 64, "learning_rate": 2e-3, "weight_decay": 0.0,
+LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
                  "lr_schedule": "cosine"}
 
 
@@ -144,7 +144,7 @@ def build_parser():
                            "had, else pydoc")
     lstm.add_argument("--seq-len", type=int, default=100, help="characters per training sequence")
     lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
-    lstm.add_argument("--units", type=int, default=512, help="units of each LSTM layer")
+    lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
     lstm.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     lstm.add_argument("--dropout", type=float, default=0.0, help="dropout after each LSTM layer")
     lstm.add_argument("--clip-norm", type=float, default=1.0,
