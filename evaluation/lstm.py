@@ -9,11 +9,12 @@ import numpy as np
 from datasets.text import Vocabulary
 from models.lstm import TextSampler
 from training import run_dir as run_files
-from training.lstm import VOCAB, cross_entropy, default_prompt, held_out_windows, plot_curves, split_window
+from training.lstm import VOCAB, cross_entropy, held_out_windows, plot_curves, split_window
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 SAMPLE_LENGTH = 500
 WINDOWS_PER_BATCH = 64
+PROMPT_CHARS = 40
 
 
 def held_out_nats_per_char(model, held_out_ids, seq_len):
@@ -35,7 +36,8 @@ def evaluate(run_dir, config, data, seed):
     seq_len = int(config["settings"]["seq_len"])
     nats = held_out_nats_per_char(model, data.held_out_ids, seq_len)
     sampler = TextSampler(model)
-    prompt = default_prompt(vocabulary)
+    # Continue the first words of the held-out text: the model never trained on them.
+    prompt = vocabulary.decode(data.held_out_ids[:PROMPT_CHARS])
     sections = []
     for temperature in SAMPLE_TEMPERATURES:
         ids = sampler.generate(vocabulary.encode(prompt), SAMPLE_LENGTH, temperature, seed=seed)
