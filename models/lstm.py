@@ -9,19 +9,18 @@ dropout is therefore applied between layers, never inside them.
 """
 
 import keras
-from keras import layers
 
 
-def build_text_generator(vocab_size, embedding_dim=64, units=256, num_layers=1, dropout=0.0):
+def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, dropout=0.0):
     """ids (batch, time) int -> next-character logits (batch, time, vocab_size), for any length of time."""
     ids = keras.Input((None,), dtype="int32", name="ids")
-    x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)
-    for index in range(num_layers):
-        x = layers.LSTM(units, return_sequences=True, name=f"lstm_{index + 1}")(x)
+    x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)
+    for index in range(layers):
+        x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{index + 1}")(x)
         if dropout:
-            x = layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
+            x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
     # float32 logits keep the softmax exact under a mixed_float16 policy.
-    logits = layers.Dense(vocab_size, dtype="float32", name="logits")(x)
+    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
     model = keras.Model(ids, logits, name="text_generator")
     assert model.output_shape == (None, None, vocab_size)
     return model
@@ -30,7 +29,7 @@ def build_text_generator(vocab_size, embedding_dim=64, units=256, num_layers=1, 
 def recurrent_parts(model):
     """(embedding, [LSTM layers], output Dense) of a text generator, for stepping it one character at a time."""
     embedding = model.get_layer("embedding")
-    lstms = [layer for layer in model.layers if isinstance(layer, layers.LSTM)]
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     return embedding, lstms, model.get_layer("logits")
 
 

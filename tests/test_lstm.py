@@ -64,7 +64,7 @@ def test_inputs_and_targets_are_one_character_apart_and_cover_every_position():
 def test_stateful_generation_equals_recomputing_the_whole_text():
     from models.lstm import TextSampler, build_text_generator
 
-    model = build_text_generator(vocab_size=40, embedding_dim=8, units=24, num_layers=2)
+    model = build_text_generator(vocab_size=40, embedding_dim=8, units=24, layers=2)
     ids = np.random.default_rng(0).integers(0, 40, size=57).astype(np.int32)
     sampler = TextSampler(model)
     for length in (1, 10, 57):
