@@ -82,7 +82,8 @@ def main(argv=None):
     for name, value in metrics.items():
         value = ", ".join(map(str, value)) if isinstance(value, list) else value
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
-    print(f"wrote {os.path.join(args.run_dir, 'metrics.json')} and figures in "
+    extra = f", {os.path.join(args.run_dir, 'evaluation_samples.txt')}" if model == "lstm" else ""
+    print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 
 
