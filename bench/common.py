@@ -4,6 +4,8 @@ Throughput is samples per second within an epoch, counted from the end of its fi
 runners alternate, and the median and the best epoch are both reported (this shared CPU has slow spells).
 """
 
+import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -95,4 +97,23 @@ def summarize(title, rates, labels, unit, result):
         median, best = result[f"{name}_{unit}_per_sec_median"], result[f"{name}_{unit}_per_sec_best"]
         print(f"  {label:40s} {median:8.0f} {best:8.0f}")
     print(f"  {'ratio ours / keras-io':40s} {result['ratio_median']:8.2f} {result['ratio_best']:8.2f}")
+    return result
+
+
+def image_dataset(images, to_model_range, batch_size):
+    """The keras-io examples' input: cached images, shuffled, full batches."""
+    return (tf.data.Dataset.from_tensor_slices(images).map(to_model_range).cache()
+            .shuffle(len(images), seed=0).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def environment():
+    """What the numbers were measured with."""
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "cpus": os.cpu_count()}
+
+
+def write_result(result, path):
+    """Writes the benchmark's result as JSON when a path was given; returns the result."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump(result, handle, indent=2)
     return result

@@ -11,7 +11,6 @@ Throughput is counted as bench/common.py says; epochs of the runners alternate.
 """
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, TrainerRunner, interleave, summarize  # noqa: E402
+from bench.common import (FitRunner, TrainerRunner, environment, image_dataset, interleave,  # noqa: E402
+                          summarize, write_result)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -76,10 +76,8 @@ def keras_io_runner(settings, data):
     model = KerasIoGan(discriminator, generator, settings["noise_dim"])
     adam = lambda: keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"])  # noqa: E731
     model.compile(d_optimizer=adam(), g_optimizer=adam(), loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
-    dataset = (tf.data.Dataset.from_tensor_slices(data.train_images).map(to_model_range).cache()
-               .shuffle(len(data.train_images), seed=0)
-               .batch(settings["batch_size"], drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-    return FitRunner(model, dataset, settings["batch_size"])
+    return FitRunner(model, image_dataset(data.train_images, to_model_range, settings["batch_size"]),
+                     settings["batch_size"])
 
 
 def main(argv=None):
@@ -110,17 +108,14 @@ def main(argv=None):
     # Epochs alternate between the runners, so a slow spell of this shared machine hits all of them.
     rates = interleave(runners, args.epochs)
     result = {"arch": args.arch, "batch_size": args.batch_size, "data": data.source, "epochs": args.epochs,
-              "tensorflow": tf.__version__, "keras": keras.__version__, "cpus": os.cpu_count()}
+              **environment()}
     labels = {"ours": f"ours (Trainer, {spe} steps per call)", "keras_io_fit": "keras-io (train_step + fit)",
               "ours_one_step_per_call": "ours, 1 step per call",
               "ours_with_r1_and_ema": "ours with R1 + EMA (the defaults)",
               "ours_jit": "ours with --jit (XLA)"}
     summarize(f"GAN ({args.arch}), batch {args.batch_size}, {data.source}, {args.epochs} epochs each, interleaved:",
               rates, labels, "images", result)
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Throughput is counted as bench/common.py says, in characters; epochs of the runn
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -22,7 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, TrainerRunner, interleave, summarize  # noqa: E402
+from bench.common import (FitRunner, TrainerRunner, environment, interleave, summarize,  # noqa: E402
+                          write_result)
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -72,8 +72,7 @@ def main(argv=None):
     rates = interleave(runners, args.epochs)
     result = {"units": settings["units"], "layers": settings["layers"], "seq_len": settings["seq_len"],
               "batch_size": settings["batch_size"], "corpus": data.source, "epochs": args.epochs,
-              "steps_per_epoch": args.steps_per_epoch, "tensorflow": tf.__version__, "keras": keras.__version__,
-              "cpus": os.cpu_count()}
+              "steps_per_epoch": args.steps_per_epoch, **environment()}
     summarize(f"LSTM ({settings['layers']} x {settings['units']}), batch {settings['batch_size']} x "
               f"{settings['seq_len']} characters, {data.source}, {args.epochs} epochs of {args.steps_per_epoch} "
               "steps each, interleaved:", rates,
@@ -96,10 +95,7 @@ def main(argv=None):
     print(f"generation of {args.length} characters (chars/s): ours (stateful, compiled) "
           f"{result['generation_ours_chars_per_sec']:.0f}, the tutorial's predict-per-character loop "
           f"{result['generation_tutorial_chars_per_sec']:.1f}: {result['generation_ratio']:.0f}x")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

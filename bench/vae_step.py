@@ -11,7 +11,6 @@ Throughput is counted as bench/common.py says; epochs of the runners alternate.
 """
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,10 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, TrainerRunner, interleave, summarize  # noqa: E402
+from bench.common import (FitRunner, TrainerRunner, environment, image_dataset, interleave,  # noqa: E402
+                          summarize, write_result)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
-from training import distribute  # noqa: E402
+from training import distribute, optimizers  # noqa: E402
 from training.cli import parse_args  # noqa: E402
 from training.vae import VaeTask, kl_to_standard_normal, reconstruction_nats, to_unit_range  # noqa: E402
 
@@ -63,13 +63,9 @@ def keras_io_runner(settings, data, steps_per_epoch):
     encoder, decoder = vae_models.build_pair(settings["arch"], settings["latent_dim"], tuple(settings["units"]),
                                              settings["activation"], settings["batch_norm"])
     model = KerasIoVae(encoder, decoder)
-    schedule = keras.optimizers.schedules.CosineDecay(settings["learning_rate"],
-                                                      settings["lr_decay_epochs"] * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]))
-    dataset = (tf.data.Dataset.from_tensor_slices(data.train_images).map(to_unit_range).cache()
-               .shuffle(len(data.train_images), seed=0)
-               .batch(settings["batch_size"], drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-    return FitRunner(model, dataset, settings["batch_size"])
+    model.compile(optimizer=optimizers.build(settings, steps_per_epoch, mixed_precision=False))
+    return FitRunner(model, image_dataset(data.train_images, to_unit_range, settings["batch_size"]),
+                     settings["batch_size"])
 
 
 def main(argv=None):
@@ -90,16 +86,12 @@ def main(argv=None):
                "ours_one_step_per_call": TrainerRunner(lambda strategy: VaeTask(settings, data, strategy))}
     rates = interleave(runners, args.epochs)
     result = {"latent_dim": args.latent_dim, "units": settings["units"], "batch_size": args.batch_size,
-              "data": data.source, "epochs": args.epochs, "tensorflow": tf.__version__,
-              "keras": keras.__version__, "cpus": os.cpu_count()}
+              "data": data.source, "epochs": args.epochs, **environment()}
     labels = {"ours": f"ours (Trainer, {spe} steps per call)", "keras_io_fit": "keras-io (train_step + fit)",
               "ours_one_step_per_call": "ours, 1 step per call"}
     summarize(f"VAE (mlp {settings['units']}, latent {args.latent_dim}), batch {args.batch_size}, {data.source}, "
               f"{args.epochs} epochs each, interleaved:", rates, labels, "images", result)
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,22 @@
 """The data of each model: MNIST images (mnist.py) for the GAN and VAE, text (text.py) for the LSTM,
 and the keyed tf.data pipeline they share (pipeline.py)."""
 
+import contextlib
+import socket
+
+DOWNLOAD_TIMEOUT_SECONDS = 20
+
+
+@contextlib.contextmanager
+def download_timeout(seconds=DOWNLOAD_TIMEOUT_SECONDS):
+    """Downloads inside fail after `seconds` of silence instead of hanging on a half-open network."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
 
 class DataError(Exception):
     """The data could not be had or used; the message says what to use instead."""

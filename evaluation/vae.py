@@ -51,7 +51,7 @@ def evaluate(run_dir, config, data, iw_samples, seed):
     test_kl = kl_to_standard_normal(test_mean, test_log_var).numpy()
     test_elbo = test_weights.mean(axis=0)
     train_elbo = log_weights(encoder, decoder, data.train_images, 10, seed + 1).mean(axis=0)
-    write_figures(run_dir, encoder, decoder, data, seed)
+    write_figures(run_dir, decoder, data, test_mean.numpy(), seed)
     return {
         "model": "vae",
         "arch": config["settings"]["arch"],
@@ -70,9 +70,10 @@ def evaluate(run_dir, config, data, iw_samples, seed):
     }
 
 
-def write_figures(run_dir, encoder, decoder, data, seed):
+def write_figures(run_dir, decoder, data, test_means, seed):
+    """The evaluation figures; `test_means` are the posterior means of the test images (n, latent_dim)."""
     folder = os.path.join(run_dir, run_files.FIGURES)
-    latent_dim = encoder.output_shape[0][-1]
+    latent_dim = test_means.shape[-1]
 
     def decode(latents):
         return tf.sigmoid(decoder(np.asarray(latents, np.float32), training=False)).numpy()
@@ -81,8 +82,7 @@ def write_figures(run_dir, encoder, decoder, data, seed):
     # 40 digits evenly spaced through the test split (the 5k sample's split is ordered by digit).
     spread = np.linspace(0, len(data.test_images) - 1, 40).round().astype(int)
     originals = to_unit_range(data.test_images[spread]).numpy()
-    mean, _ = encoder(originals, training=False)
-    reconstructed = decode(mean)
+    reconstructed = decode(test_means[spread])
     pairs = np.concatenate([np.stack([originals[row:row + 10], reconstructed[row:row + 10]])
                             for row in range(0, 40, 10)])
     figures.save_grid(pairs.reshape((-1, 28, 28, 1)), os.path.join(folder, "reconstructions.png"))
@@ -99,15 +99,13 @@ def write_figures(run_dir, encoder, decoder, data, seed):
         figures.save_grid(decode(grid), os.path.join(folder, "latent_manifold.png"), columns=20, scale=2)
 
     # Interpolation between pairs of test digits: decode (1 - t) mu_a + t mu_b for t in [0, 1].
-    mean_all, _ = encoder(to_unit_range(data.test_images), training=False)
-    mean_all = mean_all.numpy()
     rows = []
     for first, second in _pairs_of_different_digits(data.test_labels, 6):
         steps = np.linspace(0.0, 1.0, 10)[:, None]
-        rows.append(decode((1 - steps) * mean_all[first] + steps * mean_all[second]))
+        rows.append(decode((1 - steps) * test_means[first] + steps * test_means[second]))
     figures.save_grid(np.concatenate(rows), os.path.join(folder, "interpolation.png"))
 
-    plot_latent_space(mean_all, data.test_labels, os.path.join(folder, "latent_space.png"))
+    plot_latent_space(test_means, data.test_labels, os.path.join(folder, "latent_space.png"))
     plot_loss_curves(run_files.read_history(run_dir), os.path.join(folder, "losses.png"))
 
 

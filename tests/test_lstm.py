@@ -1,25 +1,19 @@
 """The LSTM text generator: vocabulary, windows, stateful generation, training, generate.py and bad input."""
 
-import csv
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
 from conftest import model_weights, offline_env, run_script, train, tree_digest
 from test_bad_input import assert_refused
+from training.run_dir import read_history
 
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
 TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
              "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
              "--learning-rate", "0.01"]
-
-
-def read_history(run_dir):
-    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 @pytest.fixture(scope="module")

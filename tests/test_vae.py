@@ -1,22 +1,16 @@
 """The VAE: its ELBO terms, the importance-weighted bound, training through the engine, export and evaluation."""
 
-import csv
 import json
-import os
 
 import numpy as np
 import pytest
 
 from conftest import model_weights, run_script, train
 from test_bad_input import assert_refused
+from training.run_dir import read_history
 
 TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "6", "--seed", "3", "--quiet",
             "--kl-warmup", "1"]
-
-
-def read_history(run_dir):
-    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 @pytest.fixture(scope="module")

@@ -121,9 +121,7 @@ class LstmTask:
         """The held-out text as (inputs, targets) windows, each read from a zero state."""
         windows = held_out_windows(self.held_out_ids, self.seq_len)
         dataset = tf.data.Dataset.from_tensor_slices(windows).batch(self.global_batch_size).map(split_window)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.with_options(options)
+        return pipeline.shard_by_data(dataset)
 
     def train_step(self, inputs):
         """One optimizer step on this replica's sequences; the loss averages every position."""

@@ -105,9 +105,7 @@ class VaeTask:
             shape = (tf.shape(images, out_type=tf.int64)[0], self.latent_dim)
             return images, pipeline.keyed_normal(shape, self.seed, HELD_OUT_KEY - index)
 
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.map(with_noise).with_options(options)
+        return pipeline.shard_by_data(dataset.map(with_noise))
 
     def neg_elbo_terms(self, images, noise, training):
         """(reconstruction, KL) per image, in nats, with z = mu + sigma * eps drawn from q(z|x)."""
