@@ -20,8 +20,9 @@ from training import run_dir as run_files  # noqa: E402
 TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask"}
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
+# --run-dir is where the run is now: a run directory may be moved or copied and resumed there.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "steps_per_execution"}
+                        "steps_per_execution", "run_dir"}
 
 
 def resolve_settings(argv):
@@ -46,8 +47,7 @@ def resolve_settings(argv):
             flag = "--" + name.replace("_", "-")
             raise cli.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
                                  "a resumed run keeps its settings")
-        if name != "run_dir":  # the path as typed now, wherever the run was started from
-            settings[name] = value
+        settings[name] = value
     # Load the source the run actually used, even if `--data auto` would now find another.
     return settings, config["data"]["source"], config
 
@@ -121,18 +121,10 @@ def main(argv=None):
     except ValueError as exc:
         cli.fail(exc)
     run_dir = settings["run_dir"]
-    if settings["resume"]:
-        completed = loop.completed_epochs(os.path.join(run_dir, run_files.CHECKPOINTS))
-        if completed >= settings["epochs"]:
-            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
-                     f"pass --epochs above {completed} to train on")
-        if hasattr(task, "check_resume"):
-            try:
-                task.check_resume(run_dir)
-            except (ValueError, OSError) as exc:
-                cli.fail(exc)
     chief = distribute.is_chief(strategy)
     if chief:
+        # A new run's directory (an --overwrite removes the old run first); on --resume, only the
+        # folders a run holds that are missing are made.
         try:
             run_files.prepare(run_dir, settings["overwrite"])
         except OSError as exc:
@@ -142,8 +134,17 @@ def main(argv=None):
                            steps_per_execution=settings["steps_per_execution"])
     completed = 0
     if settings["resume"]:
-        completed = trainer.restore()
-        print(f"resuming {run_dir} after epoch {completed}")
+        # Restore before anything is written, so a resume that is refused leaves the run as it was.
+        try:
+            if hasattr(task, "check_resume"):
+                task.check_resume(run_dir)
+            completed, steps_done = trainer.restore()
+        except (ValueError, OSError, loop.CheckpointError) as exc:
+            cli.fail(exc)
+        if completed >= settings["epochs"]:
+            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
+                     f"pass --epochs above {completed} to train on")
+        print(f"resuming {run_dir} after epoch {completed}" + (f", step {steps_done}" if steps_done else ""))
     if chief:
         config = run_config(argv, settings, data, strategy_name, replicas, precision, task.steps_per_epoch)
         if previous_config is not None:
@@ -154,6 +155,10 @@ def main(argv=None):
         history = trainer.fit(settings["epochs"])
     except loop.NonFiniteLoss as exc:
         cli.fail(exc)
+    except loop.Interrupted as exc:
+        # Not an error of the command: the run is whole and continues with --resume.
+        print(exc, file=sys.stderr)
+        sys.exit(exc.exit_status)
     if chief:
         task.export(run_dir)
         last = history[-1]
@@ -162,4 +167,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before training began (training itself stops at a step boundary, checkpointed).
+        print("\ninterrupted before training began; no checkpoint was written", file=sys.stderr)
+        sys.exit(130)

@@ -78,7 +78,7 @@ def test_resume_needs_a_run_with_a_checkpoint(tiny_gan_run, tmp_path):
     (tmp_path / "started" / "config.json").write_text("[1, 2]")
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"),
                    "another version")
-    (tmp_path / "started" / "config.json").write_text('{"format_version": 1}')
+    (tmp_path / "started" / "config.json").write_text('{"format_version": 2}')
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"), "damaged")
 
 

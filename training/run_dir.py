@@ -18,7 +18,10 @@ import json
 import os
 import shutil
 
-FORMAT_VERSION = 1
+# 2: checkpoints hold the step reached inside an epoch and the epoch's running means (a run resumes
+# from any step boundary). evaluate.py and generate.py read only the exports, the same in both formats.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 CONFIG = "config.json"
 HISTORY = "history.csv"
 CHECKPOINTS = "checkpoints"
@@ -46,7 +49,7 @@ def has_checkpoint(path):
 def check_usable(path, resume, overwrite):
     """Read-only check that `path` can take the run; raises RunDirError. Touches nothing."""
     if resume:
-        read_run_config(path)
+        read_run_config(path, formats=(FORMAT_VERSION,))
         if not has_checkpoint(path):
             raise RunDirError(f"--resume: {path} has no checkpoint to continue from; start it again "
                               "with --overwrite")
@@ -120,8 +123,8 @@ def write_history(run_dir, rows):
     write_atomic(os.path.join(run_dir, HISTORY), text.getvalue())
 
 
-def read_run_config(path):
-    """The config.json of the run in `path`, checked to be one this version reads; raises RunDirError."""
+def read_run_config(path, formats=READABLE_FORMATS):
+    """The config.json of the run in `path`, checked to be of one of `formats`; raises RunDirError."""
     if not os.path.exists(path):
         raise RunDirError(f"{path} does not exist")
     if not os.path.isdir(path):
@@ -133,9 +136,12 @@ def read_run_config(path):
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path}/{CONFIG} cannot be read ({exc})") from exc
     found = config.get("format_version") if isinstance(config, dict) else None
-    if found != FORMAT_VERSION:
+    if found in READABLE_FORMATS and found not in formats:
+        raise RunDirError(f"{path} was written by an earlier version of this project (run format {found}) whose "
+                          "checkpoints this version cannot continue; evaluate.py and generate.py still read it")
+    if found not in formats:
         raise RunDirError(f"{path} was written by another version of this project "
-                          f"(run format {found}, this version reads {FORMAT_VERSION})")
+                          f"(run format {found}, this version reads {', '.join(map(str, formats))})")
     if not (isinstance(config.get("settings"), dict) and isinstance(config.get("data"), dict)
             and "model" in config["settings"] and "source" in config["data"]):
         raise RunDirError(f"{path}/{CONFIG} is damaged: it lacks the run's settings or data source")
