@@ -17,6 +17,8 @@ from training import run_dir as run_files  # noqa: E402
 EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
 TEXT_FLAGS = ("prompt", "length", "temperature", "top_k")
 IMAGE_FLAGS = ("n", "out")
+MAX_DIGITS = 10_000  # a grid of 100 x 100 digits; more would only exhaust memory
+MAX_LENGTH = 1_000_000
 
 
 def build_parser():
@@ -25,7 +27,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same output")
     parser.add_argument("--prompt", default=None, help="lstm: the text to continue (default: a newline)")
     parser.add_argument("--length", type=int, default=None, help="lstm: characters to generate (default 500)")
-    parser.add_argument("--temperature", type=float, default=None,
+    parser.add_argument("--temperature", type=cli.finite_float, default=None,
                         help="lstm: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="lstm: sample only among the k most likely characters (default: all)")
@@ -48,8 +50,8 @@ def resolve(argv):
     if model == "lstm":
         args.length = 500 if args.length is None else args.length
         args.temperature = 1.0 if args.temperature is None else args.temperature
-        if args.length < 0:
-            raise cli.UsageError(f"--length must be 0 or more, got {args.length}")
+        if not 0 <= args.length <= MAX_LENGTH:
+            raise cli.UsageError(f"--length must be in [0, {MAX_LENGTH:,}], got {args.length}")
         if not args.temperature > 0:
             raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
         if args.top_k is not None and args.top_k < 1:
@@ -58,8 +60,8 @@ def resolve(argv):
             raise cli.UsageError("--prompt is empty; give at least one character (or leave it out)")
     else:
         args.n = 64 if args.n is None else args.n
-        if args.n < 1:
-            raise cli.UsageError(f"--n must be 1 or more, got {args.n}")
+        if not 1 <= args.n <= MAX_DIGITS:
+            raise cli.UsageError(f"--n must be in [1, {MAX_DIGITS:,}], got {args.n}")
         args.out = args.out or os.path.join(args.run_dir, "generated.png")
         if not args.out.lower().endswith(".png"):
             raise cli.UsageError(f"--out {args.out} must name a .png file")
@@ -69,37 +71,31 @@ def resolve(argv):
     return args, config
 
 
-def generate_text(args):
-    import keras
-
-    from datasets.text import CorpusError, Vocabulary
+def generate_text(args, config):
+    from datasets.text import CorpusError
     from models.lstm import TextSampler
-    from training.lstm import VOCAB, default_prompt
+    from training.lstm import default_prompt, load_run_vocabulary
 
-    try:
-        vocabulary = Vocabulary.load(os.path.join(args.run_dir, VOCAB))
-    except (CorpusError, ValueError, OSError) as exc:
-        cli.fail(f"{args.run_dir}/{VOCAB} cannot be read: {exc}")
+    vocabulary = load_run_vocabulary(args.run_dir)
     prompt = default_prompt(vocabulary) if args.prompt is None else args.prompt
     try:
         prompt_ids = vocabulary.encode(prompt)
     except CorpusError as exc:
-        cli.fail(f"--prompt has {exc}")
-    # safe_mode (the default) refuses to deserialise Python lambdas: loading never runs the file's code.
-    model = keras.models.load_model(os.path.join(args.run_dir, "model.keras"), safe_mode=True)
+        raise cli.UsageError(f"--prompt has {exc}") from None
+    model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
     ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, args.top_k or 0, args.seed)
     return prompt + vocabulary.decode(ids)
 
 
-def generate_images(args, model):
-    import keras
+def generate_images(args, config):
     import numpy as np
     import tensorflow as tf
 
     from training import figures
 
+    model = config["settings"]["model"]
     name = "generator.keras" if model == "gan" else "decoder.keras"
-    network = keras.models.load_model(os.path.join(args.run_dir, name), safe_mode=True)
+    network = run_files.load_exported_model(args.run_dir, config, name)
     latent = tf.random.stateless_normal((args.n, network.input_shape[-1]), seed=(args.seed, 0))
     output = network(latent, training=False)
     # The GAN's tanh images are in [-1, 1]; the VAE's decoder gives logits whose sigmoid is the pixel mean.
@@ -113,13 +109,18 @@ def main(argv=None):
     except (cli.UsageError, run_files.RunDirError) as exc:
         cli.fail(exc)
     model = config["settings"]["model"]
+    try:
+        if model == "lstm":
+            text = generate_text(args, config)
+        else:
+            generate_images(args, config)
+    except (cli.UsageError, run_files.RunDirError) as exc:
+        cli.fail(exc)
+    except OSError as exc:
+        cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
     if model == "lstm":
-        sys.stdout.write(generate_text(args) + "\n")
+        sys.stdout.write(text + "\n")
     else:
-        try:
-            generate_images(args, model)
-        except OSError as exc:
-            cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
         print(f"wrote {args.n} new digits from the {model} run to {args.out}")
 
 

@@ -87,6 +87,8 @@ def main(argv=None):
         cli.fail(exc)
 
     # Only now import TensorFlow: a mistyped command is refused without waiting for it.
+    import tensorflow as tf
+
     import datasets
     from training import distribute, loop
     module_name, class_name = TASKS[settings["model"]].split(":")
@@ -120,6 +122,8 @@ def main(argv=None):
         task = task_class(settings, data, strategy, mixed_precision=precision == "mixed_float16")
     except ValueError as exc:
         cli.fail(exc)
+    except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
+        cli.fail(f"the model does not fit in memory ({cli.one_line(exc)}); use smaller layers")
     run_dir = settings["run_dir"]
     chief = distribute.is_chief(strategy)
     if chief:
@@ -134,12 +138,13 @@ def main(argv=None):
                            steps_per_execution=settings["steps_per_execution"])
     completed = 0
     if settings["resume"]:
-        # Restore before anything is written, so a resume that is refused leaves the run as it was.
+        # Restore before the run's files are rewritten, so a resume that is refused leaves the run as it was.
         try:
             if hasattr(task, "check_resume"):
                 task.check_resume(run_dir)
+            run_files.read_history(run_dir)  # a damaged history.csv is refused now, not after an epoch
             completed, steps_done = trainer.restore()
-        except (ValueError, OSError, loop.CheckpointError) as exc:
+        except (ValueError, OSError, loop.CheckpointError, run_files.RunDirError) as exc:
             cli.fail(exc)
         if completed >= settings["epochs"]:
             cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
@@ -155,6 +160,9 @@ def main(argv=None):
         history = trainer.fit(settings["epochs"])
     except loop.NonFiniteLoss as exc:
         cli.fail(exc)
+    except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
+        cli.fail(f"a training step does not fit in memory ({cli.one_line(exc)}); "
+                 "use a smaller --batch-size or smaller layers")
     except loop.Interrupted as exc:
         # Not an error of the command: the run is whole and continues with --resume.
         print(exc, file=sys.stderr)

@@ -3,13 +3,11 @@
 import math
 import os
 
-import keras
 import numpy as np
 
-from datasets.text import Vocabulary
 from models.lstm import TextSampler
 from training import run_dir as run_files
-from training.lstm import VOCAB, cross_entropy, held_out_windows, plot_curves, split_window
+from training.lstm import cross_entropy, held_out_windows, load_run_vocabulary, plot_curves, split_window
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 SAMPLE_LENGTH = 500
@@ -31,8 +29,8 @@ def held_out_nats_per_char(model, held_out_ids, seq_len):
 
 def evaluate(run_dir, config, data, seed):
     """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
-    vocabulary = Vocabulary.load(os.path.join(run_dir, VOCAB))
+    vocabulary = load_run_vocabulary(run_dir)
+    model = run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
     seq_len = int(config["settings"]["seq_len"])
     nats = held_out_nats_per_char(model, data.held_out_ids, seq_len)
     sampler = TextSampler(model)

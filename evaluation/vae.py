@@ -2,7 +2,6 @@
 
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -43,9 +42,8 @@ def importance_weighted_bound(weights):
 
 def evaluate(run_dir, config, data, iw_samples, seed):
     """Returns a metrics dict (nats per image) and writes the evaluation figures into RUN_DIR/figures."""
-    # safe_mode (the default) refuses to deserialise Python lambdas: loading never runs the file's code.
-    encoder = keras.models.load_model(os.path.join(run_dir, "encoder.keras"), safe_mode=True)
-    decoder = keras.models.load_model(os.path.join(run_dir, "decoder.keras"), safe_mode=True)
+    encoder = run_files.load_exported_model(run_dir, config, "encoder.keras")
+    decoder = run_files.load_exported_model(run_dir, config, "decoder.keras")
     test_weights = log_weights(encoder, decoder, data.test_images, iw_samples, seed)
     test_mean, test_log_var = encoder(to_unit_range(data.test_images), training=False)
     test_kl = kl_to_standard_normal(test_mean, test_log_var).numpy()

@@ -16,6 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # A tiny but real GAN run on the bundled data: a few steps of every epoch.
 TINY_GAN = ["gan", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "4", "--seed", "3", "--quiet"]
 
+TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "6", "--seed", "3", "--quiet",
+            "--kl-warmup", "1"]
+TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
+             "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
+             "--learning-rate", "0.01"]
+
 
 def offline_env(tmp_path):
     """An environment where downloads fail at once (a refusing proxy) and Keras' cache is empty."""
@@ -61,4 +67,19 @@ def tiny_gan_run(tmp_path_factory):
     """A finished 2-epoch tiny GAN run directory, shared by the tests that only read it."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train(*TINY_GAN, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_run(tmp_path_factory):
+    """A finished 2-epoch VAE run with a 2-D latent (so the manifold figure applies)."""
+    run_dir = tmp_path_factory.mktemp("vae") / "tiny"
+    train(*TINY_VAE, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_lstm_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
+    train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
     return run_dir

@@ -6,23 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from conftest import model_weights, offline_env, run_script, train, tree_digest
+from conftest import TINY_LSTM, model_weights, offline_env, run_script, train, tree_digest
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
 POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
-TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
-             "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
-             "--learning-rate", "0.01"]
-
-
-@pytest.fixture(scope="module")
-def tiny_lstm_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
-    train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
-    return run_dir
-
-
 def test_vocabulary_round_trip_chinese_included(tmp_path):
     from datasets.text import CorpusError, Vocabulary
     from training.run_dir import write_atomic
@@ -154,7 +142,7 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path):
     assert_refused(run_script("train.py", "lstm", "--clip-norm", "-1"), "--clip-norm must be 0 or more")
     assert_refused(run_script("train.py", "lstm", "--data", "mnist"), "unrecognized arguments: --data")
     assert_refused(run_script("generate.py", tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--length", "-1"), "--length must be 0 or more")
+    assert_refused(run_script("generate.py", tiny_lstm_run, "--length", "-1"), "--length must be in [0, 1,000,000], got -1")
     assert_refused(run_script("generate.py", tiny_lstm_run, "--top-k", "0"), "--top-k must be 1 or more")
     assert_refused(run_script("generate.py", tiny_lstm_run, "--prompt", "明月"), "'明' '月'")
     assert_refused(run_script("generate.py", tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")

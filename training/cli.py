@@ -5,7 +5,10 @@ Nothing here imports TensorFlow, so a mistyped command is refused at once.
 
 import argparse
 import datetime
+import json
+import math
 import os
+import re
 import sys
 
 from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
@@ -15,6 +18,8 @@ GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so -
 VAE_ARCHS = ("mlp", "conv")  # models.vae.ARCHS
 VAE_ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
 LR_SCHEDULES = ("constant", "cosine")
+# More logical CPU devices than this only slows a machine down; the mirrored path is tested with 2.
+MAX_CPU_REPLICAS = 64
 
 
 class UsageError(Exception):
@@ -31,6 +36,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+
+def one_line(exc, limit=160):
+    """An exception's message as one short line, without TensorFlow's {{function_node ...}} prefix."""
+    text = re.sub(r"\{\{.*?\}\}\s*", "", " ".join(str(exc).split()))
+    return (text[:limit] + "...") if len(text) > limit else (text or type(exc).__name__)
 
 
 def fail(message):
@@ -81,6 +92,17 @@ LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_
                  "lr_schedule": "cosine"}
 
 
+def finite_float(text):
+    """A float flag's value: a finite number (argparse's float would take nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def positive_ints(text):
     """'512,256' -> [512, 256]: layer widths."""
     try:
@@ -106,13 +128,13 @@ def build_parser():
     gan.add_argument("--arch", choices=GAN_ARCHS, default="mlp",
                      help="mlp: the tutorial's MLP generator and discriminator; dcgan: a small convolutional pair")
     gan.add_argument("--noise-dim", type=int, default=100, help="length of the generator's noise vector z")
-    gan.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate of both D and G")
-    gan.add_argument("--beta-1", type=float, default=0.5, help="Adam beta_1 of both D and G")
-    gan.add_argument("--r1-gamma", type=float, default=10.0,
+    gan.add_argument("--learning-rate", type=finite_float, default=2e-4, help="Adam learning rate of both D and G")
+    gan.add_argument("--beta-1", type=finite_float, default=0.5, help="Adam beta_1 of both D and G")
+    gan.add_argument("--r1-gamma", type=finite_float, default=10.0,
                      help="R1 penalty weight on D's gradient at real images (Mescheder et al. 2018); 0: off")
-    gan.add_argument("--ema", type=float, default=0.999,
+    gan.add_argument("--ema", type=finite_float, default=0.999,
                      help="momentum of a moving average of G's weights used for samples and export; 0: off")
-    gan.add_argument("--label-smoothing", type=float, default=0.0,
+    gan.add_argument("--label-smoothing", type=finite_float, default=0.0,
                      help="one-sided label smoothing: D's target for real images is 1 - this (Salimans et al. 2016)")
     gan.set_defaults(**GAN_DEFAULTS)
 
@@ -128,7 +150,7 @@ def build_parser():
     vae.add_argument("--activation", choices=VAE_ACTIVATIONS, default="gelu", help="of the hidden layers")
     vae.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
                      help="batch normalisation after each hidden Dense layer (Ioffe & Szegedy 2015)")
-    vae.add_argument("--beta", type=float, default=1.0,
+    vae.add_argument("--beta", type=finite_float, default=1.0,
                      help="weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO")
     vae.add_argument("--kl-warmup", type=int, default=0,
                      help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
@@ -146,8 +168,8 @@ def build_parser():
     lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
     lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
     lstm.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
-    lstm.add_argument("--dropout", type=float, default=0.0, help="dropout after each LSTM layer")
-    lstm.add_argument("--clip-norm", type=float, default=1.0,
+    lstm.add_argument("--dropout", type=finite_float, default=0.0, help="dropout after each LSTM layer")
+    lstm.add_argument("--clip-norm", type=finite_float, default=1.0,
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)
     lstm.set_defaults(**LSTM_DEFAULTS)
@@ -156,8 +178,8 @@ def build_parser():
 
 def _add_optimizer_flags(parser):
     """AdamW and its schedule (training/optimizers.py); each model sets its defaults."""
-    parser.add_argument("--learning-rate", type=float, help="peak learning rate of AdamW")
-    parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay "
+    parser.add_argument("--learning-rate", type=finite_float, help="peak learning rate of AdamW")
+    parser.add_argument("--weight-decay", type=finite_float, help="AdamW's decoupled weight decay "
                         "(Loshchilov & Hutter 2019); 0: plain Adam")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine decay to 0 over "
                         "--lr-decay-epochs")
@@ -172,6 +194,8 @@ def parse_args(argv):
     _require_at_least(args, "epochs", 1)
     _require_at_least(args, "batch_size", 1)
     _require_at_least(args, "cpu_replicas", 1)
+    if args.cpu_replicas > MAX_CPU_REPLICAS:
+        raise UsageError(f"--cpu-replicas must be at most {MAX_CPU_REPLICAS}, got {args.cpu_replicas}")
     _require_at_least(args, "keep_checkpoints", 1)
     _require_at_least(args, "steps_per_execution", 1)
     if args.steps_per_epoch is not None:
@@ -210,10 +234,30 @@ def parse_args(argv):
         raise UsageError("--resume needs --run-dir DIR, the run to continue")
     if args.strategy == "multi-worker" and "TF_CONFIG" not in os.environ:
         raise UsageError("--strategy multi-worker needs TF_CONFIG describing the cluster (see README)")
+    if "TF_CONFIG" in os.environ:
+        check_tf_config(os.environ["TF_CONFIG"])
     if args.run_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.run_dir = os.path.join("outputs", args.model, stamp)
     return args
+
+
+def check_tf_config(text):
+    """TF_CONFIG must describe a cluster and this process's task in it (TensorFlow would fail obscurely)."""
+    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+               '"index": 0}}')
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"TF_CONFIG is not JSON ({exc}); {example}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not (isinstance(cluster, dict) and cluster and isinstance(task, dict)):
+        raise UsageError(f"TF_CONFIG needs a \"cluster\" and a \"task\"; {example}")
+    kind, index = task.get("type"), task.get("index")
+    members = cluster.get(kind)
+    if not (isinstance(members, list) and isinstance(index, int) and 0 <= index < len(members)):
+        raise UsageError(f"TF_CONFIG's task {kind!r} {index!r} is not in its cluster {cluster}")
 
 
 def explicit_flags(argv):

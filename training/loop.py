@@ -14,7 +14,6 @@ running metric means, so a run resumed from any step boundary ends exactly as an
 
 import glob
 import os
-import re
 import shutil
 import signal
 import sys
@@ -26,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training import cli
 from training import run_dir as run_files
 
 
@@ -248,17 +248,20 @@ class Trainer:
         if not prefixes:
             raise CheckpointError(f"{self.run_checkpoints} holds no checkpoint")
         failures = []
-        for prefix in prefixes:
+        for attempt, prefix in enumerate(prefixes):
             try:
                 status = self.checkpoint.restore(prefix)
                 status.expect_partial()  # a mismatch is reported by the assertion below, not by TF's log at exit
                 status.assert_existing_objects_matched()
             except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (OpError, IndexError, ...)
-                # TF prefixes its errors with the graph node that raised them: not the reader's business.
-                reason = re.sub(r"\{\{.*?\}\}\s*", "", " ".join(str(exc).split()))[:200] or type(exc).__name__
+                reason = cli.one_line(exc)
+                # The failed attempt leaves TensorFlow holding checkpoint values it would warn about when
+                # the process exits, after our own message; that message already says what happened.
+                tf.get_logger().setLevel("ERROR")
                 failures.append(f"{os.path.basename(prefix)}: {reason}")
-                print(f"warning: checkpoint {prefix} cannot be restored ({reason}); trying the one before it",
-                      file=sys.stderr, flush=True)
+                if attempt + 1 < len(prefixes):
+                    print(f"warning: checkpoint {prefix} cannot be restored ({reason}); trying the one before it",
+                          file=sys.stderr, flush=True)
                 continue
             return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
         raise CheckpointError(f"no checkpoint in {self.run_checkpoints} can be restored ({failures[0]}); "

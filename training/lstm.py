@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import pipeline
-from datasets.text import Vocabulary
+from datasets.text import CorpusError, Vocabulary
 from models import lstm as lstm_models
 from training import figures, loop, optimizers
 from training import run_dir as run_files
@@ -50,6 +50,15 @@ def held_out_windows(ids, seq_len):
     """The held-out ids as windows of at most seq_len + 1 (each read from a zero state)."""
     length = min(seq_len, len(ids) - 1)
     return training_windows(ids, length, 0, (len(ids) - 1) // length)
+
+
+def load_run_vocabulary(run_dir):
+    """The Vocabulary a run recorded in RUN_DIR/vocab.json; raises RunDirError if it cannot be read."""
+    path = os.path.join(run_dir, VOCAB)
+    try:
+        return Vocabulary.load(path)
+    except (CorpusError, ValueError, OSError) as exc:  # JSON errors are ValueErrors, bad UTF-8 too
+        raise run_files.RunDirError(f"{path} cannot be read: {exc}") from exc
 
 
 def default_prompt(vocabulary):
@@ -103,7 +112,7 @@ class LstmTask:
 
     def check_resume(self, run_dir):
         """A resumed run must see the same characters with the same ids."""
-        if Vocabulary.load(os.path.join(run_dir, VOCAB)) != self.vocabulary:
+        if load_run_vocabulary(run_dir) != self.vocabulary:
             raise ValueError(f"the corpus no longer has the vocabulary recorded in {run_dir}/{VOCAB}; "
                              "resume with the text the run was started on")
 

@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 
+from training import cli
+
 # 2: checkpoints hold the step reached inside an epoch and the epoch's running means (a run resumes
 # from any step boundary). evaluate.py and generate.py read only the exports, the same in both formats.
 FORMAT_VERSION = 2
@@ -46,6 +48,13 @@ def has_checkpoint(path):
     return os.path.isfile(os.path.join(path, CHECKPOINTS, "checkpoint"))
 
 
+def require_writable(path):
+    """Raises RunDirError unless the process may create and replace files in the directory `path`."""
+    for folder in (path, *(os.path.join(path, sub) for sub in (CHECKPOINTS, LOGS, FIGURES))):
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            raise RunDirError(f"{folder} cannot be written (permission denied)")
+
+
 def check_usable(path, resume, overwrite):
     """Read-only check that `path` can take the run; raises RunDirError. Touches nothing."""
     if resume:
@@ -53,9 +62,12 @@ def check_usable(path, resume, overwrite):
         if not has_checkpoint(path):
             raise RunDirError(f"--resume: {path} has no checkpoint to continue from; start it again "
                               "with --overwrite")
+        require_writable(path)
         return
     if os.path.exists(path) and not os.path.isdir(path):
         raise RunDirError(f"--run-dir {path} is a file, not a directory")
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise RunDirError(f"--run-dir {path} cannot be read and written (permission denied)")
     if holds_run(path):
         if not overwrite:
             raise RunDirError(f"{path} already holds a run; continue it with --resume, replace it with "
@@ -108,10 +120,13 @@ def read_history(run_dir):
     path = os.path.join(run_dir, HISTORY)
     if not os.path.isfile(path):
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()}
-            for row in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()}
+                for row in rows]
+    except (OSError, ValueError, TypeError) as exc:  # TypeError: a row with a missing or an extra column
+        raise RunDirError(f"{path} cannot be read ({exc}); it is damaged") from exc
 
 
 def write_history(run_dir, rows):
@@ -129,11 +144,13 @@ def read_run_config(path, formats=READABLE_FORMATS):
         raise RunDirError(f"{path} does not exist")
     if not os.path.isdir(path):
         raise RunDirError(f"{path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise RunDirError(f"{path} cannot be read (permission denied)")
     if not os.path.isfile(os.path.join(path, CONFIG)):
         raise RunDirError(f"{path} holds no run (no {CONFIG}); pass a directory that train.py wrote")
     try:
         config = read_json(os.path.join(path, CONFIG))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise RunDirError(f"{path}/{CONFIG} cannot be read ({exc})") from exc
     found = config.get("format_version") if isinstance(config, dict) else None
     if found in READABLE_FORMATS and found not in formats:
@@ -164,3 +181,45 @@ def open_finished_run(path, exports):
                           f"epochs, no {missing[0]}); finish it with: python train.py {model} --resume "
                           f"--run-dir {path}")
     return config
+
+
+# The exported networks of a finished run: (input shape, output shape) from the run's settings. A file
+# whose shapes differ is another model's (a VAE decoder copied over a generator, a run of other settings).
+IMAGE_BATCH = (None, 28, 28, 1)
+
+
+def exported_shapes(settings, vocabulary_size=None):
+    """{file name: (input shape, output shape)} of the networks a finished run of `settings` exports."""
+    model = settings["model"]
+    if model == "gan":
+        return {"generator.keras": ((None, settings["noise_dim"]), IMAGE_BATCH),
+                "discriminator.keras": (IMAGE_BATCH, (None, 1))}
+    if model == "vae":
+        latent = (None, settings["latent_dim"])
+        return {"encoder.keras": (IMAGE_BATCH, (latent, latent)), "decoder.keras": (latent, IMAGE_BATCH)}
+    return {"model.keras": ((None, None), (None, None, vocabulary_size))}
+
+
+def _as_tuples(shape):
+    """Keras reports a model's shapes as tuples, or lists of them for several outputs: compare as tuples."""
+    return tuple(_as_tuples(part) for part in shape) if isinstance(shape[0], (list, tuple)) else tuple(shape)
+
+
+def load_exported_model(run_dir, config, name, vocabulary_size=None):
+    """RUN_DIR/name as a Keras model, checked to be the network this run exported; raises RunDirError.
+
+    Keras' safe mode refuses to deserialise Python lambdas: loading never runs code from the file.
+    """
+    import keras  # deferred: the command line refuses bad input before TensorFlow starts
+
+    path = os.path.join(run_dir, name)
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated zip, a foreign file, a bad config: all fail here
+        raise RunDirError(f"{path} cannot be loaded ({cli.one_line(exc)}): it is damaged or is not a model train.py "
+                          "wrote; train the run again or restore the file") from exc
+    inputs, outputs = exported_shapes(config["settings"], vocabulary_size)[name]
+    if _as_tuples(model.input_shape) != inputs or _as_tuples(model.output_shape) != outputs:
+        raise RunDirError(f"{path} is not this run's {name[:-len('.keras')]}: it maps {model.input_shape} to "
+                          f"{model.output_shape}, where the run's maps {inputs} to {outputs}")
+    return model
