@@ -1,6 +1,7 @@
 """Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures.
 
 It reads the run's config.json to tell which model it holds (gan, vae, lstm) and measures it accordingly.
+`--over-training` (GAN runs) also measures the generator snapshots that training wrote, epoch by epoch.
 """
 
 import os
@@ -14,8 +15,9 @@ from training import run_dir as run_files  # noqa: E402
 # What a finished run of each model holds; a run without them is unfinished.
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
            "lstm": ("model.keras", "vocab.json")}
-# Flags that measure one model only, and their defaults.
-MODEL_FLAGS = {"gan": {"samples": 1000}, "vae": {"iw_samples": 100}, "lstm": {}}
+# Flags that measure one model only, and their defaults; their counts' upper bounds (memory, not taste).
+MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000}
+MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {}}
 
 
 def build_parser():
@@ -26,6 +28,9 @@ def build_parser():
                         help="gan: how many samples to generate and measure (default 1000)")
     parser.add_argument("--iw-samples", type=int, default=None,
                         help="vae: importance samples K per test image for the log-likelihood (default 100)")
+    parser.add_argument("--over-training", action="store_const", const=True, default=None,
+                        help="gan: also measure the generator snapshots training wrote (classifier FID and "
+                             "effective classes per epoch) into figures/quality_over_training.png")
     return parser
 
 
@@ -34,6 +39,7 @@ def resolve(argv):
     args = build_parser().parse_args(argv)
     cli.require_seed(args.seed)
     config = run_files.open_finished_run(args.run_dir, EXPORTS)
+    run_files.require_writable(args.run_dir)  # metrics.json and figures are written into the run
     model = config["settings"]["model"]
     for other_model, flags in MODEL_FLAGS.items():
         for name, default in flags.items():
@@ -42,10 +48,48 @@ def resolve(argv):
                 raise cli.UsageError(f"{flag} measures {other_model} runs; {args.run_dir} holds a {model} run")
             if other_model == model:
                 value = default if getattr(args, name) is None else getattr(args, name)
-                if value < 1:
-                    raise cli.UsageError(f"{flag} must be 1 or more, got {value}")
+                if not isinstance(value, bool) and not 1 <= value <= MAX_COUNTS[name]:
+                    raise cli.UsageError(f"{flag} must be in [1, {MAX_COUNTS[name]:,}], got {value}")
                 setattr(args, name, value)
+    if model == "gan" and args.over_training:
+        from training.gan import SNAPSHOTS, list_snapshots
+
+        if not list_snapshots(args.run_dir):
+            raise cli.UsageError(f"--over-training: {args.run_dir} has no generator snapshots ({SNAPSHOTS}/), "
+                                 "which train.py writes since this version; train the run again to measure it")
     return args, config
+
+
+def print_metrics(metrics):
+    """Prints the metrics as a two-column table, and a GAN's over-training measures one row per epoch."""
+    table = {name: value for name, value in metrics.items() if name != "over_training"}
+    width = max(map(len, table))
+    for name, value in table.items():
+        value = ", ".join(map(str, value)) if isinstance(value, list) else value
+        print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
+    if "over_training" in metrics:
+        columns = [name for name in metrics["over_training"] if name != "epoch"]
+        print("  over training (generator snapshots):\n    epoch  " + "  ".join(columns))
+        rows = zip(metrics["over_training"]["epoch"], *map(metrics["over_training"].get, columns))
+        for epoch, *values in rows:  # each value right-aligned under its column's name
+            cells = (f"{value:>{len(name)}.4f}" for name, value in zip(columns, values))
+            print(f"    {epoch:>5}  " + "  ".join(cells))
+
+
+def measure(args, config, data):
+    """The run's metrics (its model's own measures), writing its figures; raises RunDirError for bad files."""
+    model = config["settings"]["model"]
+    if model == "gan":
+        from evaluation import gan as gan_evaluation
+
+        return gan_evaluation.evaluate(args.run_dir, config, data, args.samples, args.seed, args.over_training)
+    if model == "vae":
+        from evaluation import vae as vae_evaluation
+
+        return vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
+    from evaluation import lstm as lstm_evaluation
+
+    return lstm_evaluation.evaluate(args.run_dir, config, data, args.seed)
 
 
 def main(argv=None):
@@ -65,23 +109,12 @@ def main(argv=None):
         data = datasets.load_for(model, config["data"]["source"])
     except datasets.DataError as exc:
         cli.fail(exc)
-    if model == "gan":
-        from evaluation import gan as gan_evaluation
-
-        metrics = gan_evaluation.evaluate(args.run_dir, config, data, args.samples, args.seed)
-    elif model == "vae":
-        from evaluation import vae as vae_evaluation
-
-        metrics = vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
-    else:
-        from evaluation import lstm as lstm_evaluation
-
-        metrics = lstm_evaluation.evaluate(args.run_dir, config, data, args.seed)
+    try:
+        metrics = measure(args, config, data)
+    except run_files.RunDirError as exc:  # an export or vocabulary that is damaged or another model's
+        cli.fail(exc)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
-    width = max(map(len, metrics))
-    for name, value in metrics.items():
-        value = ", ".join(map(str, value)) if isinstance(value, list) else value
-        print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
+    print_metrics(metrics)
     extra = f", {os.path.join(args.run_dir, 'evaluation_samples.txt')}" if model == "lstm" else ""
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")

@@ -1,71 +1,188 @@
-"""An MNIST digit classifier that judges generated digits: which class each sample looks like, and how surely.
+"""An MNIST digit classifier that judges generated digits, and the sample-quality measures made with it.
 
-It is a small CNN trained on the training split of the run's own data source and cached under
-outputs/classifiers/<source>.keras (with its held-out test accuracy beside it), so judging a run
-never needs the network and never sees the test split during training.
+The classifier is a small CNN trained on the training split of the run's own data source and cached
+under outputs/classifiers/<source>-v<VERSION>.keras (with its held-out test accuracy beside it), so
+judging a run never needs the network and never sees the test split during training.
+
+The measures borrow the formulas of the Inception-based ones but use this MNIST classifier instead of
+Inception, as is usual for MNIST: its numbers compare runs of this project with each other, not with
+published FID or Inception Score values.
+
+- frechet_distance: FID's formula on the classifier's penultimate features ("classifier FID")
+- classifier_score: the Inception Score's formula on the classifier's class probabilities
+- effective_classes and confident_fraction: how many digits the samples cover, and how recognisably
 """
 
 import os
+import sys
+import time
+import warnings
 
 import keras
 import numpy as np
+import scipy.linalg
+import scipy.special
 
 from datasets import mnist
+from training import cli, distribute
 from training import run_dir as run_files
 from training.gan import to_model_range  # the classifier reads images as the GAN makes them, in [-1, 1]
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs", "classifiers")
+# Part of the cache's key: raise it whenever build_classifier or the training recipe changes, so a
+# cached classifier of another recipe is never loaded.
+VERSION = 2
 CONFIDENT = 0.9  # a sample counts as a recognisable digit when the top class has probability >= 0.9
-EPOCHS = {"mnist-5k": 15, "mnist": 4}
+EPOCHS = {"mnist-5k": 20, "mnist": 5}  # about 1,260 and 4,700 steps of batch 64
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3  # Adam's, decayed to 0 on a cosine over the run
+SEED = 0
+FEATURES = "features"  # the penultimate layer, whose outputs the Fréchet distance compares
+FEATURE_UNITS = 128
+PREDICT_BATCH = 500
+
+
+def _conv_block(x, filters):
+    """3x3 convolution, batch norm, ReLU, 2x2 max pooling: halves the side."""
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    # momentum 0.9: with 63 steps an epoch on the 5k sample, 0.99 leaves the running statistics behind.
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    return keras.layers.MaxPooling2D()(x)
 
 
 def build_classifier():
-    """Images (batch, 28, 28, 1) in [-1, 1] -> logits over the 10 digits."""
-    return keras.Sequential([
-        keras.Input(mnist.IMAGE_SHAPE),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dropout(0.3),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(mnist.NUM_CLASSES),
-    ], name="digit_classifier")
+    """Images (batch, 28, 28, 1) in [-1, 1] -> logits (batch, 10); layer "features" gives (batch, 128).
+
+    Small random shifts and rotations of the training digits (active only in training) stand in for
+    more data: on the 4,000 digits of the 5k sample they are worth about 1% of test accuracy.
+    """
+    images = keras.Input(mnist.IMAGE_SHAPE, name="images")
+    x = keras.layers.RandomRotation(0.05, fill_mode="constant", fill_value=-1.0)(images)  # +-18 degrees
+    x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=-1.0)(x)  # +-2.8 pixels
+    x = _conv_block(x, 32)  # 14 x 14
+    x = _conv_block(x, 64)  # 7 x 7
+    x = _conv_block(x, 128)  # 3 x 3
+    assert x.shape[1:] == (3, 3, 128)
+    x = keras.layers.Dropout(0.2)(keras.layers.Flatten()(x))
+    x = keras.layers.Dense(FEATURE_UNITS, use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    features = keras.layers.ReLU(name=FEATURES)(x)
+    logits = keras.layers.Dense(mnist.NUM_CLASSES)(keras.layers.Dropout(0.4)(features))
+    return keras.Model(images, logits, name="digit_classifier")
+
+
+def train_classifier(data):
+    """Returns (classifier, info) trained on `data`'s training split, the same weights for the same data.
+
+    info: the source, VERSION, epochs, training seconds and the accuracy on the held-out test split.
+    """
+    distribute.make_deterministic(SEED)  # seeds weights, shuffles and augmentation; deterministic ops
+    classifier = build_classifier()
+    steps = EPOCHS[data.source] * -(-len(data.train_images) // BATCH_SIZE)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps))
+    classifier.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       metrics=["accuracy"])
+    started = time.perf_counter()
+    classifier.fit(to_model_range(data.train_images), data.train_labels, epochs=EPOCHS[data.source],
+                   batch_size=BATCH_SIZE, verbose=0)
+    seconds = time.perf_counter() - started
+    _, test_accuracy = classifier.evaluate(to_model_range(data.test_images), data.test_labels,
+                                           batch_size=PREDICT_BATCH, verbose=0)
+    return classifier, {"source": data.source, "version": VERSION, "epochs": EPOCHS[data.source],
+                        "training_seconds": round(seconds, 1), "test_accuracy": float(test_accuracy)}
 
 
 def load_or_train(data, cache_dir=CACHE_DIR):
-    """Returns (classifier, test_accuracy) for `data`'s source, training and caching it the first time."""
-    path = os.path.join(cache_dir, f"{data.source}.keras")
-    info_path = os.path.join(cache_dir, f"{data.source}.json")
-    if os.path.isfile(path) and os.path.isfile(info_path):
-        return keras.models.load_model(path, safe_mode=True), run_files.read_json(info_path)["test_accuracy"]
-    keras.utils.set_random_seed(0)
-    classifier = build_classifier()
-    classifier.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                       metrics=["accuracy"])
-    classifier.fit(to_model_range(data.train_images), data.train_labels, epochs=EPOCHS[data.source],
-                   batch_size=64, verbose=0)
-    _, test_accuracy = classifier.evaluate(to_model_range(data.test_images), data.test_labels, verbose=0)
+    """Returns (classifier, info) for `data`'s source (see train_classifier), training and caching it at first."""
+    stem = os.path.join(cache_dir, f"{data.source}-v{VERSION}")
+    if os.path.isfile(stem + ".keras") and os.path.isfile(stem + ".json"):
+        try:
+            return keras.models.load_model(stem + ".keras", safe_mode=True), run_files.read_json(stem + ".json")
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is only a cache: train the classifier again
+            print(f"warning: the cached classifier {stem}.keras cannot be loaded ({cli.one_line(exc)}); "
+                  "training it again", file=sys.stderr)
+    print(f"training the digit classifier on {data.source}'s training split (once; cached in {cache_dir})")
+    classifier, info = train_classifier(data)
     os.makedirs(cache_dir, exist_ok=True)
-    with run_files.atomic_path(path) as partial:
+    with run_files.atomic_path(stem + ".keras") as partial:
         classifier.save(partial)
-    run_files.write_json(info_path, {"source": data.source, "test_accuracy": float(test_accuracy),
-                                     "epochs": EPOCHS[data.source]})
-    return classifier, float(test_accuracy)
+    run_files.write_json(stem + ".json", info)  # written last: its presence means the model is complete
+    return classifier, info
 
 
-def judge(classifier, images):
-    """Class measures of images in [-1, 1]: confident fraction, class histogram, effective classes.
+def with_features(classifier):
+    """The classifier with two outputs: images -> (logits (batch, 10), penultimate features (batch, 128))."""
+    return keras.Model(classifier.inputs, [classifier.outputs[0], classifier.get_layer(FEATURES).output])
 
-    effective classes = exp(entropy of the predicted-class histogram): 10 when every digit is
-    equally common, 1 when every sample is the same digit (mode collapse).
+
+def predict(two_headed_classifier, images):
+    """(probabilities (n, 10), features (n, 128)), float64, of images (n, 28, 28, 1) in [-1, 1].
+
+    `two_headed_classifier` is with_features(classifier), made once: each new model traces anew.
     """
-    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(classifier(images, training=False)))
-    histogram = np.bincount(probabilities.argmax(axis=1), minlength=mnist.NUM_CLASSES) / len(images)
-    present = histogram[histogram > 0]
+    logits, features = two_headed_classifier.predict(np.asarray(images), batch_size=PREDICT_BATCH, verbose=0)
+    return scipy.special.softmax(logits.astype(np.float64), axis=1), features.astype(np.float64)
+
+
+def effective_classes(histogram):
+    """exp(entropy) of a class histogram (shares summing to 1): 10 when every digit is equally common,
+    1 when every sample is the same digit (mode collapse)."""
+    return float(np.exp(scipy.special.entr(np.asarray(histogram, dtype=np.float64)).sum()))
+
+
+def classifier_score(probabilities):
+    """The Inception Score's formula with the digit classifier: exp(E_x KL(p(y|x) || p(y))).
+
+    probabilities (n, 10) are p(y|x) per sample and p(y) is their mean. 10 when the samples are
+    confidently classified and spread evenly over the 10 digits, 1 when they are all one digit (or
+    when every sample is equally unsure).
+    """
+    marginal = probabilities.mean(axis=0, keepdims=True)
+    kl_per_sample = scipy.special.rel_entr(probabilities, marginal).sum(axis=1)  # p log(p / p(y)), 0 log 0 = 0
+    return float(np.exp(kl_per_sample.mean()))
+
+
+def frechet_distance(features_a, features_b):
+    """The Fréchet distance between Gaussians fitted to two sets of features (n_a, d) and (n_b, d):
+
+        ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+
+    FID's formula (Heusel et al. 2017); here on the digit classifier's features, not Inception's.
+    """
+    mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    sigma_a, sigma_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
+    with warnings.catch_warnings():
+        # As the reference FID code does: a singular product (a collapsed generator whose samples all have
+        # the same features, fewer samples than dimensions) gets a tiny ridge added to both covariances.
+        warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+        try:
+            covariance_root = scipy.linalg.sqrtm(sigma_a @ sigma_b)
+            singular = not np.isfinite(covariance_root).all()
+        except scipy.linalg.LinAlgWarning:
+            singular = True
+        if singular:
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            ridge = np.eye(len(sigma_a)) * 1e-6
+            covariance_root = scipy.linalg.sqrtm((sigma_a + ridge) @ (sigma_b + ridge))
+    if np.iscomplexobj(covariance_root):
+        # The exact root of a product of two covariances has real eigenvalues; rounding leaves tiny
+        # imaginary parts, which are dropped. A large one means the covariances are not what they should be.
+        largest = np.max(np.abs(np.diagonal(covariance_root).imag))
+        if largest > 1e-3:
+            raise ValueError(f"the covariance product's square root has an imaginary part of {largest:.3g}")
+        covariance_root = covariance_root.real
+    mean_term = np.sum((mu_a - mu_b) ** 2)
+    return float(mean_term + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covariance_root))
+
+
+def judge(probabilities):
+    """Class measures of samples from their p(y|x) (n, 10): confident fraction, effective classes,
+    classifier score and the histogram of predicted classes."""
+    histogram = np.bincount(probabilities.argmax(axis=1), minlength=mnist.NUM_CLASSES) / len(probabilities)
     return {
         "confident_fraction": float(np.mean(probabilities.max(axis=1) >= CONFIDENT)),
-        "effective_classes": float(np.exp(-np.sum(present * np.log(present)))),
+        "effective_classes": effective_classes(histogram),
+        "classifier_score": classifier_score(probabilities),
         "class_histogram": [round(float(share), 4) for share in histogram],
     }

@@ -1,32 +1,129 @@
-"""Evaluating a trained GAN: new samples, and how well its own discriminator tells them from held-out digits."""
+"""Evaluating a trained GAN: new samples, how well its own discriminator tells them from held-out digits,
+and their quality measured with the project's MNIST digit classifier (evaluation/classifier.py).
 
+The quality measures are those of the Inception-based FID and Inception Score with that classifier in
+Inception's place ("classifier FID", "classifier score"): comparable between runs of this project, not
+with published numbers. FID is biased upward at small sample counts, so it is printed beside its floor:
+the same distance between as many real training digits and the same test digits.
+"""
+
+import dataclasses
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from datasets.mnist import NUM_CLASSES
 from evaluation import classifier as digit_classifier
+from models import gan as gan_models
 from training import figures
 from training import run_dir as run_files
-from training.gan import GRID_SAMPLES, to_model_range, to_unit_range
+from training.gan import GRID_SAMPLES, list_snapshots, to_model_range, to_unit_range
+
+FID_FEATURE_SPACE = (f"the project's MNIST digit classifier, penultimate layer ({digit_classifier.FEATURE_UNITS} "
+                     "features); not Inception")
+CLASS_HISTOGRAM = "class_histogram.png"
+QUALITY_OVER_TRAINING = "quality_over_training.png"
+FID_KEY = "fid_classifier_features"  # the metric's name in metrics.json
 
 
-def evaluate(run_dir, config, data, num_samples, seed):
-    """Returns a metrics dict and writes figures/evaluation_samples.png."""
-    # safe_mode (the default) refuses to deserialise Python lambdas: loading never runs the file's code.
-    generator = keras.models.load_model(os.path.join(run_dir, "generator.keras"), safe_mode=True)
-    discriminator = keras.models.load_model(os.path.join(run_dir, "discriminator.keras"), safe_mode=True)
-    noise_dim = generator.input_shape[-1]
-    noise = tf.random.stateless_normal((num_samples, noise_dim), seed=(seed, 0))
-    generated = generator(noise, training=False).numpy()
-    real = to_model_range(data.test_images[:num_samples])
+@dataclasses.dataclass(frozen=True)
+class FidReference:
+    """What generated samples' classifier FID is measured against, and what real digits score (the floor)."""
+
+    test_features: np.ndarray  # (test images compared, 128) classifier features of held-out digits
+    compared: int  # generated samples (and real training digits, for the floor) compared with them
+    floor: float  # the classifier FID of `compared` real training digits against the same test digits
+
+
+def random_subset(images, count, seed):
+    """min(count, len(images)) of `images`, drawn without replacement, keyed by `seed`.
+
+    Random, not the first `count`: the splits of the 5k sample are sorted by digit.
+    """
+    return images[np.sort(np.random.default_rng(seed).permutation(len(images))[:count])]
+
+
+def generate(generator, num_samples, seed):
+    """(num_samples, 28, 28, 1) images in [-1, 1] for noise keyed by `seed`: the same z for every generator."""
+    noise = tf.random.stateless_normal((num_samples, generator.input_shape[-1]), seed=(seed, 0))
+    return generator.predict(noise, batch_size=digit_classifier.PREDICT_BATCH, verbose=0)
+
+
+def fid_reference(two_headed_classifier, data, num_samples, seed):
+    """The FidReference for `num_samples` generated samples: up to as many test digits (all of them when
+    there are fewer), and as many training digits as samples for the floor, so both sides of the floor
+    have the sizes of the generated FID's sides."""
+    test_images = random_subset(data.test_images, num_samples, seed)
+    train_images = random_subset(data.train_images, num_samples, seed)
+    _, test_features = digit_classifier.predict(two_headed_classifier, to_model_range(test_images))
+    _, train_features = digit_classifier.predict(two_headed_classifier, to_model_range(train_images))
+    return FidReference(test_features, len(train_images),
+                        digit_classifier.frechet_distance(train_features, test_features))
+
+
+def sample_quality(two_headed_classifier, images, reference):
+    """{FID_KEY: classifier FID of the images against reference's test digits, **classifier.judge(...)}."""
+    probabilities, features = digit_classifier.predict(two_headed_classifier, images)
+    fid = digit_classifier.frechet_distance(features[:reference.compared], reference.test_features)
+    return {FID_KEY: fid, **digit_classifier.judge(probabilities)}
+
+
+def quality_over_training(run_dir, config, two_headed_classifier, reference, num_samples, seed):
+    """{"epoch": [...], FID_KEY: [...], "effective_classes": [...]} of each generator snapshot the run wrote
+    (see training/gan.py), all from the same noise; draws figures/quality_over_training.png."""
+    settings = config["settings"]
+    generator, _ = gan_models.build_pair(settings["arch"], settings["noise_dim"])
+    rows = []
+    for epoch, path in list_snapshots(run_dir):
+        try:
+            generator.load_weights(path)
+        except Exception as exc:  # noqa: BLE001 - a truncated file, another architecture's weights: all fail here
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise run_files.RunDirError(f"{path} cannot be loaded ({reason}); delete it to measure the other "
+                                        "snapshots") from exc
+        quality = sample_quality(two_headed_classifier, generate(generator, num_samples, seed), reference)
+        rows.append({"epoch": epoch, FID_KEY: quality[FID_KEY], "effective_classes": quality["effective_classes"]})
+    fid_panel = "classifier FID against the test digits (log scale)"
+    classes_panel = "effective number of digit classes"
+    figures.plot_curves(rows, [(fid_panel, [FID_KEY]), (classes_panel, ["effective_classes"])],
+                        os.path.join(run_dir, run_files.FIGURES, QUALITY_OVER_TRAINING),
+                        title=f"sample quality over training: {num_samples} samples of each generator snapshot\n"
+                              f"FID on the features of {FID_FEATURE_SPACE}",
+                        labels={FID_KEY: "generated vs test", "effective_classes": "generated"},
+                        reference_lines={fid_panel: [(reference.floor, "floor: real training vs test")],
+                                         classes_panel: [(NUM_CLASSES, "all 10 digits equally")]},
+                        axis_settings={fid_panel: {"yscale": "log"},
+                                       classes_panel: {"ylim": (0, NUM_CLASSES + 0.5)}})
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+def save_class_histogram(quality, path, num_samples):
+    """A bar chart of the share of samples the classifier puts in each digit class."""
+    title = (f"digit classes of {num_samples} samples: {quality['effective_classes']:.2f} effective classes, "
+             f"{quality['confident_fraction']:.1%} confident (p >= {digit_classifier.CONFIDENT})")
+    figures.save_bars(range(NUM_CLASSES), quality["class_histogram"], path, title,
+                      ("digit the classifier sees", "share of samples"),
+                      reference_line=(1 / NUM_CLASSES, "uniform"))
+
+
+def evaluate(run_dir, config, data, num_samples, seed, over_training=False):
+    """Returns a metrics dict and writes figures/evaluation_samples.png and figures/class_histogram.png
+    (and, with `over_training`, figures/quality_over_training.png)."""
+    generator = run_files.load_exported_model(run_dir, config, "generator.keras")
+    discriminator = run_files.load_exported_model(run_dir, config, "discriminator.keras")
+    generated = generate(generator, num_samples, seed)
+    real = to_model_range(random_subset(data.test_images, num_samples, seed))
     real_logits = discriminator(real, training=False).numpy()[:, 0]
     generated_logits = discriminator(generated, training=False).numpy()[:, 0]
-    classifier, classifier_accuracy = digit_classifier.load_or_train(data)
+    classifier, classifier_info = digit_classifier.load_or_train(data)
+    two_headed_classifier = digit_classifier.with_features(classifier)
+    reference = fid_reference(two_headed_classifier, data, num_samples, seed)
+    quality = sample_quality(two_headed_classifier, generated, reference)
     figures.save_grid(to_unit_range(generated[:GRID_SAMPLES]),
                       os.path.join(run_dir, run_files.FIGURES, "evaluation_samples.png"))
-    return {
+    save_class_histogram(quality, os.path.join(run_dir, run_files.FIGURES, CLASS_HISTOGRAM), num_samples)
+    metrics = {
         "model": "gan",
         "arch": config["settings"]["arch"],
         "data": data.source,
@@ -39,6 +136,17 @@ def evaluate(run_dir, config, data, num_samples, seed):
         "mean_d_of_test_images": float(np.mean(tf.sigmoid(real_logits))),
         "mean_d_of_samples": float(np.mean(tf.sigmoid(generated_logits))),
         # What a digit classifier trained on the same source's training split makes of the samples.
-        "classifier_test_accuracy": classifier_accuracy,
-        **digit_classifier.judge(classifier, generated),
+        "classifier_test_accuracy": classifier_info["test_accuracy"],
+        "fid_feature_space": FID_FEATURE_SPACE,
+        FID_KEY: quality[FID_KEY],
+        "fid_floor_real_train_vs_test": reference.floor,
+        "fid_ratio_to_floor": quality[FID_KEY] / reference.floor,
+        "fid_generated_images": reference.compared,
+        "fid_real_train_images": reference.compared,
+        "fid_test_images": len(reference.test_features),
+        **{name: value for name, value in quality.items() if name != FID_KEY},
     }
+    if over_training:
+        metrics["over_training"] = quality_over_training(run_dir, config, two_headed_classifier, reference,
+                                                         num_samples, seed)
+    return metrics

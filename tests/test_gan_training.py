@@ -116,7 +116,7 @@ def test_run_directory_holds_everything(tiny_gan_run):
     assert all(float(row["samples_per_sec"]) > 0 for row in history)
 
     checkpoints = os.listdir(tiny_gan_run / "checkpoints")
-    assert "checkpoint" in checkpoints and "ckpt-2.index" in checkpoints
+    assert "checkpoint" in checkpoints and "ckpt-8.index" in checkpoints
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tiny_gan_run / "logs"))
     figures = set(os.listdir(tiny_gan_run / "figures"))
     assert {"samples_epoch_001.png", "samples_epoch_002.png", "samples.gif", "losses.png"} <= figures

@@ -22,7 +22,10 @@ def test_two_workers_equal_one_process(tmp_path):
     common = [*TINY_GAN, "--epochs", "2", "--steps-per-epoch", "3"]
     workers = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        # Each worker's temporary files go to its own folder, to check that the non-chief cleans up.
+        (tmp_path / f"tmp{index}").mkdir()
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   TMPDIR=str(tmp_path / f"tmp{index}"))
         workers.append(subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *common,
                                          "--run-dir", str(tmp_path / "cluster")],
                                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -30,6 +33,9 @@ def test_two_workers_equal_one_process(tmp_path):
     for worker, (stdout, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
     assert "multi-worker with 2 replica(s)" in outputs[0][0]
+    assert os.listdir(tmp_path / "tmp1") == []  # worker 1 saved its share of each checkpoint there, then deleted it
+    assert sorted(os.listdir(tmp_path / "cluster" / "checkpoints")) == [
+        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-6.data-00000-of-00001", "ckpt-6.index"]
     config = json.loads((tmp_path / "cluster" / "config.json").read_text())
     assert config["strategy"]["name"] == "multi-worker" and config["strategy"]["per_replica_batch_size"] == 16
 

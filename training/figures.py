@@ -64,18 +64,30 @@ def save_epoch_gif(folder, prefix="samples_epoch_", path_name="samples.gif"):
     save_gif([os.path.join(folder, name) for name in frames], os.path.join(folder, path_name))
 
 
-def plot_curves(history, panels, path, title=None, labels=None):
+def _save(figure, path):
+    """Writes a matplotlib figure to `path` atomically and frees it."""
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=100)
+    plt.close(figure)
+
+
+def plot_curves(history, panels, path, title=None, labels=None, reference_lines=None, axis_settings=None):
     """Line plots of history columns per epoch; `panels` is a list of (panel title, [columns]).
 
-    `labels` optionally renames columns in the legends, e.g. {"d_real": "D(x)"}.
+    `labels` optionally renames columns in the legends, e.g. {"d_real": "D(x)"}; `reference_lines`
+    optionally maps a panel title to [(value, label)], drawn as dashed horizontal lines, and `axis_settings`
+    a panel title to matplotlib Axes.set arguments, e.g. {"yscale": "log"} or {"ylim": (0, 10)}.
     """
-    labels = labels or {}
+    labels, reference_lines, axis_settings = labels or {}, reference_lines or {}, axis_settings or {}
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for axis, (panel_title, columns) in zip(axes[0], panels):
         for column in columns:
             axis.plot(epochs, [row[column] for row in history], marker="." if len(epochs) < 40 else None,
                       label=labels.get(column, column))
+        for value, label in reference_lines.get(panel_title, []):
+            axis.axhline(value, color="grey", linestyle="--", label=label)
+        axis.set(**axis_settings.get(panel_title, {}))
         axis.set_title(panel_title)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -84,9 +96,24 @@ def plot_curves(history, panels, path, title=None, labels=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
+
+
+def save_bars(names, values, path, title, axis_names, reference_line=None):
+    """A bar chart of `values` named `names`, each bar labelled with its value; `reference_line` is an
+    optional (value, label) drawn as a dashed horizontal line."""
+    figure, axis = plt.subplots(figsize=(6.4, 3.8))
+    bars = axis.bar([str(name) for name in names], values, color="tab:blue")
+    axis.bar_label(bars, fmt="%.3g", fontsize=8)
+    if reference_line:
+        axis.axhline(reference_line[0], color="grey", linestyle="--", label=reference_line[1])
+        axis.legend()
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
+    axis.margins(y=0.12)  # room for the labels above the tallest bar
+    figure.tight_layout()
+    _save(figure, path)
 
 
 def save_scatter(points, classes, path, title, axis_names, colour_label):
@@ -98,6 +125,4 @@ def save_scatter(points, classes, path, title, axis_names, colour_label):
     axis.set_xlabel(axis_names[0])
     axis.set_ylabel(axis_names[1])
     figure.tight_layout()
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=100)
-    plt.close(figure)
+    _save(figure, path)

@@ -20,6 +20,12 @@ from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
 FIXED_NOISE_KEY = -1  # the grid's noise key; training steps use keys 0, 1, 2, ...
+# RUN_DIR/snapshots/generator_epoch_NNN.weights.h5: the sampling generator's weights (the moving
+# average with --ema) at about SNAPSHOTS_PER_RUN evenly spaced epochs and the last, for
+# `evaluate.py --over-training`; the checkpoints keep only the last few epochs.
+SNAPSHOTS = "snapshots"
+SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "generator_epoch_", ".weights.h5"  # Keras requires the .weights.h5 ending
+SNAPSHOTS_PER_RUN = 20
 
 
 def to_model_range(image):
@@ -30,6 +36,25 @@ def to_model_range(image):
 def to_unit_range(images):
     """[-1, 1] -> [0, 1], for figures."""
     return (np.asarray(images) + 1.0) / 2.0
+
+
+def is_snapshot_epoch(epoch, total_epochs):
+    """True for every k-th epoch, k = max(1, total_epochs // SNAPSHOTS_PER_RUN), and for the last one."""
+    return epoch % max(1, total_epochs // SNAPSHOTS_PER_RUN) == 0 or epoch == total_epochs
+
+
+def snapshot_path(run_dir, epoch):
+    return os.path.join(run_dir, SNAPSHOTS, f"{SNAPSHOT_PREFIX}{epoch:03d}{SNAPSHOT_SUFFIX}")
+
+
+def list_snapshots(run_dir):
+    """[(epoch, path)] of the generator snapshots in `run_dir`, by epoch; [] when there are none."""
+    folder = os.path.join(run_dir, SNAPSHOTS)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    # An unfinished write is named .partial-..., so it never matches the prefix.
+    epochs = [int(name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)]) for name in names
+              if name.startswith(SNAPSHOT_PREFIX) and name.endswith(SNAPSHOT_SUFFIX)]
+    return [(epoch, snapshot_path(run_dir, epoch)) for epoch in sorted(epochs)]
 
 
 def binary_cross_entropy(labels, logits):
@@ -67,6 +92,7 @@ class GanTask:
             self.d_optimizer.build(self.discriminator.trainable_variables)
         self.ema_generator = None
         self.fixed_noise = pipeline.keyed_normal((GRID_SAMPLES, self.noise_dim), self.seed, FIXED_NOISE_KEY)
+        self.total_epochs = settings.get("epochs")  # None when built without train.py's settings: no snapshots
 
     @staticmethod
     def _adam(settings, mixed_precision, ema_momentum=0.0):
@@ -166,7 +192,10 @@ class GanTask:
         return to_unit_range(self.sampling_generator()(self.fixed_noise, training=False))
 
     def end_epoch(self, epoch, history, run_dir):
-        """Writes this epoch's sample grid, the loss curves and a TensorBoard image."""
+        """Writes this epoch's sample grid, the loss curves, a TensorBoard image and, at the epochs
+        is_snapshot_epoch picks, a snapshot of the sampling generator's weights."""
+        if self.total_epochs and is_snapshot_epoch(epoch, self.total_epochs):
+            self.save_snapshot(snapshot_path(run_dir, epoch))
         samples = self.sample_grid()
         figures.save_grid(samples, os.path.join(run_dir, run_files.FIGURES, f"samples_epoch_{epoch:03d}.png"))
         figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
@@ -174,6 +203,15 @@ class GanTask:
                             os.path.join(run_dir, run_files.FIGURES, "losses.png"), title="GAN training",
                             labels=self.metric_labels)
         tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
+
+    def save_snapshot(self, path):
+        """Saves the sampling generator's weights (about 6 MB for the MLP) to `path`, atomically."""
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        # run_dir.atomic_path would end the temporary name in .partial.h5, which Keras refuses.
+        partial = os.path.join(folder, f".partial-{name}")
+        self.sampling_generator().save_weights(partial)
+        os.replace(partial, path)
 
     def export(self, run_dir):
         """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the

@@ -12,6 +12,7 @@ A checkpoint holds the models, optimizers, the epoch and the step reached in it,
 running metric means, so a run resumed from any step boundary ends exactly as an uninterrupted one.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -276,7 +277,7 @@ class Trainer:
         wall_seconds = history[-1]["wall_seconds"] if history else 0.0
         if self.chief and self.writer is None:
             self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, run_files.LOGS))
-        with StopRequests() as stop:
+        with StopRequests() as stop, self._temporary_checkpoints_removed():
             for epoch in range(int(self.epoch.numpy()), epochs):
                 means, epoch_seconds = self._run_epoch(epoch, epochs, stop)
                 if self.held_out_means is not None:
@@ -306,6 +307,15 @@ class Trainer:
                 if epoch + 1 < epochs and self.stop_agreed(stop.signal_number is not None):
                     self._interrupted(stop, f"after epoch {epoch + 1}")
         return history
+
+    @contextlib.contextmanager
+    def _temporary_checkpoints_removed(self):
+        """A worker other than the chief deletes its temporary checkpoint directory however fit() ends."""
+        try:
+            yield
+        finally:
+            if not self.chief:
+                shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def _save(self):
         """Writes a checkpoint numbered by the global step; a non-chief worker deletes its copy."""

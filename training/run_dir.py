@@ -6,6 +6,7 @@
       checkpoints/       tf.train.CheckpointManager: models, optimizers, epoch (every epoch)
       logs/              TensorBoard scalars and sample images
       figures/           per-epoch sample grids, their GIF, the loss curves
+      snapshots/         (GAN) the sampling generator's weights at ~20 epochs, for evaluate.py --over-training
       *.keras            exported models, loadable with keras.models.load_model alone
 
 Files are written to a temporary name and renamed, so a killed process never leaves half a file.

@@ -1,0 +1,101 @@
+"""The GAN's sample-quality measures (classifier FID and its floor, classifier score, effective classes),
+the generator snapshots they are measured on over training, and evaluate.py's --over-training."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_script, train
+from test_bad_input import assert_refused
+from test_vae import TINY_VAE
+
+NEW_KEYS = ("fid_classifier_features", "fid_floor_real_train_vs_test", "fid_ratio_to_floor", "classifier_score",
+            "effective_classes", "confident_fraction")
+
+
+def test_frechet_distance_is_zero_for_one_set_and_grows_with_shift_and_noise():
+    from evaluation.classifier import frechet_distance
+
+    features = np.random.default_rng(0).normal(size=(2000, 16))
+    assert abs(frechet_distance(features, features)) < 1e-6
+    # A shift s of every feature moves only the mean: the distance is exactly 16 s^2.
+    shifted = [frechet_distance(features, features + shift) for shift in (0.1, 0.5, 1.0, 2.0)]
+    np.testing.assert_allclose(shifted, [16 * shift**2 for shift in (0.1, 0.5, 1.0, 2.0)], rtol=1e-6)
+    noise = np.random.default_rng(1).normal(size=features.shape)
+    noised = [frechet_distance(features, features + scale * noise) for scale in (0.1, 0.5, 1.0, 2.0)]
+    assert 0 < noised[0] and all(a < b for a, b in zip(noised, noised[1:])), noised
+
+
+def test_frechet_distance_of_a_collapsed_set_is_finite():
+    """Samples that all give the same features make a singular covariance, as a collapsed generator does."""
+    from evaluation.classifier import frechet_distance
+
+    features = np.random.default_rng(0).normal(size=(500, 16))
+    collapsed = np.ones((500, 16))
+    # mu differs by (1 - mean) per feature, and Tr(S_a + 0 - 2 * 0) is the variance left over.
+    expected = np.sum((features.mean(axis=0) - 1) ** 2) + np.trace(np.cov(features, rowvar=False))
+    assert frechet_distance(collapsed, features) == pytest.approx(expected, rel=1e-3)
+
+
+def test_classifier_score_and_effective_classes_count_the_classes():
+    from evaluation.classifier import classifier_score, effective_classes, judge
+
+    confident_uniform = np.eye(10)[np.arange(1000) % 10]  # each sample sure of one digit, all digits equally
+    one_digit = np.eye(10)[np.full(1000, 3)]
+    unsure = np.full((1000, 10), 0.1)
+    assert classifier_score(confident_uniform) == pytest.approx(10)
+    assert classifier_score(one_digit) == pytest.approx(1)
+    assert classifier_score(unsure) == pytest.approx(1)
+    assert effective_classes(np.full(10, 0.1)) == pytest.approx(10)
+    assert effective_classes(np.eye(10)[3]) == pytest.approx(1)
+    measures = judge(confident_uniform)
+    assert measures["effective_classes"] == pytest.approx(10) and measures["confident_fraction"] == 1.0
+    assert judge(unsure)["confident_fraction"] == 0.0
+
+
+def test_snapshot_schedule():
+    from training.gan import is_snapshot_epoch
+
+    def snapshots(epochs):
+        return [epoch for epoch in range(1, epochs + 1) if is_snapshot_epoch(epoch, epochs)]
+
+    assert snapshots(100) == list(range(5, 101, 5))
+    assert snapshots(2) == [1, 2] and snapshots(30) == list(range(1, 31))
+    assert snapshots(45) == list(range(2, 45, 2)) + [45]  # every 2nd epoch, and the last
+
+
+def test_evaluate_measures_quality_and_quality_over_training(tiny_gan_run):
+    # 1,200 samples: more than the 1,000 test digits of the 5k sample, so all of those are compared.
+    result = run_script("evaluate.py", tiny_gan_run, "--samples", 1200, "--over-training")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not Inception" in result.stdout and "over training" in result.stdout
+    metrics = json.loads((tiny_gan_run / "metrics.json").read_text())
+    assert all(math.isfinite(metrics[name]) for name in NEW_KEYS)
+    assert "not Inception" in metrics["fid_feature_space"]
+    assert metrics["fid_generated_images"] == metrics["fid_real_train_images"] == 1200
+    assert metrics["fid_test_images"] == 1000
+    # Two epochs of 4 steps make blobs, far from real digits; real training digits are close to the test ones.
+    assert 0 < metrics["fid_floor_real_train_vs_test"] < metrics["fid_classifier_features"]
+    assert metrics["fid_ratio_to_floor"] == pytest.approx(
+        metrics["fid_classifier_features"] / metrics["fid_floor_real_train_vs_test"])
+    assert 1 <= metrics["classifier_score"] <= 10 and 1 <= metrics["effective_classes"] <= 10
+    over_training = metrics["over_training"]
+    assert over_training["epoch"] == [1, 2]
+    # The last snapshot holds the exported generator's weights: the same samples, the same distance.
+    assert over_training["fid_classifier_features"][-1] == pytest.approx(metrics["fid_classifier_features"])
+    assert over_training["effective_classes"][-1] == pytest.approx(metrics["effective_classes"])
+    for figure in ("class_histogram.png", "quality_over_training.png"):
+        assert (tiny_gan_run / "figures" / figure).stat().st_size > 1000
+
+
+def test_over_training_is_refused_without_snapshots_and_for_other_models(tiny_gan_run, tmp_path):
+    old_run = tmp_path / "before_snapshots"
+    shutil.copytree(tiny_gan_run, old_run, ignore=shutil.ignore_patterns("checkpoints", "logs", "snapshots"))
+    assert_refused(run_script("evaluate.py", old_run, "--over-training"), "no generator snapshots", "train")
+    # The flag is refused as every model-specific flag is (an LSTM run goes the same way).
+    train(*TINY_VAE, "--epochs", 1, "--steps-per-epoch", 2, "--run-dir", tmp_path / "vae")
+    assert_refused(run_script("evaluate.py", tmp_path / "vae", "--over-training"),
+                   f"--over-training measures gan runs; {tmp_path / 'vae'} holds a vae run")
