@@ -3,6 +3,8 @@
     --corpus shakespeare   the 1.1 MB tiny-Shakespeare text of TensorFlow's text-generation tutorial,
                            downloaded once into Keras' file cache and verified by its SHA-256
     --corpus pydoc         Python's bundled documentation text (pydoc_data.topics, 465 KB), offline
+    --corpus tang          3,000 Tang poems (全唐诗, simplified characters; 221,771 characters, 4,657
+                           distinct), shipped in datasets/corpora/, offline: Chinese text for the tutorial
     --corpus PATH          any UTF-8 text file; the vocabulary is per character, so any script works
     --corpus auto          shakespeare when cached or downloadable, else pydoc
 
@@ -18,7 +20,8 @@ import numpy as np
 
 from datasets import download_timeout
 
-NAMED_CORPORA = ("auto", "shakespeare", "pydoc")
+NAMED_CORPORA = ("auto", "shakespeare", "pydoc", "tang")
+TANG_POEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpora", "tang_poems.txt")
 HELD_OUT_FRACTION = 0.1
 SHAKESPEARE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt"
 # The tutorial's file is Karpathy's char-rnn tinyshakespeare/input.txt (1,115,394 bytes).
@@ -148,6 +151,8 @@ def load(corpus="auto"):
     """TextData for a corpus name or path; raises CorpusError. `.source` is the one actually used."""
     if corpus == "pydoc":
         return split(pydoc_text(), "pydoc", "Python's bundled documentation (pydoc_data.topics)")
+    if corpus == "tang":
+        return split(file_text(TANG_POEMS), "tang", "3,000 Tang poems (全唐诗, chinese-poetry, simplified)")
     if corpus == "shakespeare":
         return split(shakespeare_text(), "shakespeare", "tiny Shakespeare (TensorFlow's text-generation tutorial)")
     if corpus == "auto":

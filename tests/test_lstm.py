@@ -108,6 +108,19 @@ def test_chinese_text_trains_and_generates(tmp_path):
     assert result.stdout.startswith("明月") and set(result.stdout.strip()) <= set(POEM)
 
 
+def test_the_bundled_tang_poems_train_offline(tmp_path):
+    run_dir = tmp_path / "tang"
+    result = train("lstm", "--corpus", "tang", "--units", "16", "--embedding-dim", "8", "--seq-len", "24",
+                   "--batch-size", "16", "--steps-per-epoch", "5", "--epochs", "1", "--quiet", "--run-dir", run_dir,
+                   env=offline_env(tmp_path))
+    assert "data: 3,000 Tang poems" in result.stdout
+    vocabulary = json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))["chars"]
+    assert len(vocabulary) == 4657 and "月" in vocabulary
+    generated = run_script("generate.py", run_dir, "--prompt", "床前明月光", "--length", 30)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert generated.stdout.startswith("床前明月光") and set(generated.stdout.strip()) <= set(vocabulary)
+
+
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_lstm_run, tmp_path):
     """With a clip norm that clips every step, so the clipping itself is compared across replica layouts."""
     clipped = [*TINY_LSTM, "--clip-norm", "0.05"]

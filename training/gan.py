@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from models import gan as gan_models
-from training import figures, loop
+from training import augment, figures, loop
 from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
@@ -75,6 +75,7 @@ class GanTask:
         self.global_batch_size = settings["batch_size"]
         self.r1_gamma = settings.get("r1_gamma", 0.0)
         self.real_label = 1.0 - settings.get("label_smoothing", 0.0)
+        self.diffaugment = settings.get("diffaugment", False)
         self.num_train = len(data.train_images)
         self.examples = pipeline.cached_examples(data.train_images, to_model_range)
         self.steps_per_epoch = pipeline.steps_per_epoch(self.num_train, self.global_batch_size,
@@ -117,28 +118,42 @@ class GanTask:
                                          self.seed, epoch, self.steps_per_epoch)
 
         def with_noise(step, images):
-            return images, pipeline.keyed_normal((self.global_batch_size, 2, self.noise_dim), self.seed, step)
+            noise = pipeline.keyed_normal((self.global_batch_size, 2, self.noise_dim), self.seed, step)
+            if not self.diffaugment:
+                return images, noise
+            # With --diffaugment, each example's translation and cutout, keyed the same way (training/augment.py).
+            return images, noise, augment.draw_parameters(self.global_batch_size, self.seed, step)
 
         return batches.map(with_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def train_step(self, inputs):
         """One alternating update on this replica's share of the global batch: D first, then G."""
-        real_images, noise = inputs
-        d_metrics = self.discriminator_step(real_images, noise[:, 0])
-        g_metrics = self.generator_step(noise[:, 1])
+        real_images, noise, *augmentation = inputs
+        if augmentation:
+            # D sees only augmented images, real and generated, in both steps (DiffAugment).
+            views = [lambda images, use=use: augment.augment(images, augmentation[0][:, use])
+                     for use in (augment.REAL_FOR_D, augment.GENERATED_FOR_D, augment.GENERATED_FOR_G)]
+        else:
+            views = [tf.identity] * 3
+        d_metrics = self.discriminator_step(real_images, noise[:, 0], *views[:2])
+        g_metrics = self.generator_step(noise[:, 1], views[2])
         return {**d_metrics, **g_metrics}
 
     def _mean(self, per_example):
         return loop.global_mean(per_example, self.global_batch_size)
 
-    def discriminator_step(self, real_images, noise):
-        """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0."""
+    def discriminator_step(self, real_images, noise, real_view=tf.identity, generated_view=tf.identity):
+        """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0.
+
+        D judges real_view(x) and generated_view(G(z)): the images themselves, or with --diffaugment
+        their augmented versions."""
+        real_images = real_view(real_images)
         ones = tf.ones((tf.shape(real_images)[0], 1))
         with tf.GradientTape() as tape:
             with tf.GradientTape() as input_tape:
                 input_tape.watch(real_images)
                 real_logits = self.discriminator(real_images, training=True)
-            fake_images = self.generator(noise, training=True)
+            fake_images = generated_view(self.generator(noise, training=True))
             fake_logits = self.discriminator(fake_images, training=True)
             # One-sided label smoothing (Salimans et al. 2016): real labels 1 - s, generated stay 0.
             per_example = (binary_cross_entropy(self.real_label * ones, real_logits)
@@ -160,13 +175,13 @@ class GanTask:
                 "d_real": self._mean(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
                 "d_fake": self._mean(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
 
-    def generator_step(self, noise):
+    def generator_step(self, noise, generated_view=tf.identity):
         """(2) G's step. The tutorial's min-max has G minimise log(1 - D(G(z))); early in training D
         rejects G's samples with confidence, where that term is flat and its gradient vanishes. The
         non-saturating loss -log D(G(z)) has the same fixed point but strong gradients exactly then
         (Goodfellow et al. 2014, section 3): binary cross-entropy with the label "real"."""
         with tf.GradientTape() as tape:
-            logits = self.discriminator(self.generator(noise, training=True), training=True)
+            logits = self.discriminator(generated_view(self.generator(noise, training=True)), training=True)
             g_loss = self._mean(binary_cross_entropy(tf.ones_like(logits), logits))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
         loop.apply_gradients(self.g_optimizer, tape.gradient(scaled_loss, self.generator.trainable_variables),

@@ -1,0 +1,294 @@
+"""Reproduce every figure and number in the README: `python reproduce.py`.
+
+Trains the three models with the settings the README states, evaluates them with evaluate.py, copies
+the figures into docs/figures/, writes docs/results.json and rewrites the README's results tables
+(between their <!-- reproduce:NAME --> markers). Every step is the same `train.py` / `evaluate.py` /
+`generate.py` command a reader would type; the commands are printed as they run.
+
+    python reproduce.py                   everything, about EXPECTED_MINUTES minutes on a 2-core CPU
+    python reproduce.py --only gan,vae    some of it (the README keeps the other rows)
+    python reproduce.py --quick --out DIR a smoke test of the whole pipeline (a few minutes): tiny runs,
+                                          figures and tables written under DIR only, never over docs/
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+DOCS = os.path.join(REPO, "docs")
+README = os.path.join(REPO, "README.md")
+EXPECTED_MINUTES = 45  # measured: see the README's "Reproducing the results"
+DATA = "mnist-5k"  # the README's numbers are the offline 5k sample's; --data mnist measures full MNIST
+
+# Each experiment: a train.py command, the evaluate.py flags, and the run's files that become README figures.
+# The GAN ablation turns off one remedy of the default recipe at a time (and all of them: the tutorial's).
+GAN_ABLATION = {
+    "gan": [],
+    "gan_no_r1": ["--r1-gamma", "0"],
+    "gan_no_ema": ["--ema", "0"],
+    "gan_tutorial": ["--r1-gamma", "0", "--ema", "0"],
+}
+EXPERIMENTS = {
+    **{name: {"group": "gan", "train": ["gan", *flags], "evaluate": ["--over-training"] if name == "gan" else [],
+              "figures": ({"figures/samples_epoch_{epochs:03d}.png": "gan_samples.png",
+                           "figures/samples.gif": "gan_training.gif", "figures/losses.png": "gan_losses.png",
+                           "figures/class_histogram.png": "gan_class_histogram.png",
+                           "figures/quality_over_training.png": "gan_quality_over_training.png"}
+                          if name == "gan" else
+                          {"figures/samples_epoch_{epochs:03d}.png": "gan_recipe_samples.png"}
+                          if name == "gan_tutorial" else {})}
+       for name, flags in GAN_ABLATION.items()},
+    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan"], "evaluate": ["--over-training"],
+              "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
+                          "figures/class_histogram.png": "dcgan_class_histogram.png",
+                          "figures/quality_over_training.png": "dcgan_quality_over_training.png"}},
+    "vae_z20": {"group": "vae", "train": ["vae", "--latent-dim", "20"], "evaluate": [],
+                "figures": {"figures/reconstructions.png": "vae_reconstructions.png",
+                            "figures/prior_samples.png": "vae_prior_samples.png",
+                            "figures/interpolation.png": "vae_interpolation.png",
+                            "figures/losses.png": "vae_losses.png"}},
+    "vae_z2": {"group": "vae", "train": ["vae"], "evaluate": [],
+               "figures": {"figures/latent_manifold.png": "vae_latent_manifold.png",
+                           "figures/latent_space.png": "vae_latent_space.png"}},
+    "lstm_pydoc": {"group": "lstm", "train": ["lstm", "--corpus", "pydoc"], "evaluate": [],
+                   "figures": {"figures/losses.png": "lstm_curves.png"},
+                   "generate": ["--prompt", 'The "with" statement', "--length", "300", "--temperature", "0.5",
+                                "--seed", "1"]},
+    "lstm_tang": {"group": "lstm", "train": ["lstm", "--corpus", "tang"], "evaluate": [],
+                  "figures": {"figures/losses.png": "lstm_tang_curves.png"},
+                  "generate": ["--prompt", "春风", "--length", "120", "--temperature", "0.6", "--seed", "1"]},
+}
+GROUPS = ("gan", "dcgan", "vae", "lstm")
+# --quick: the same commands, shrunk to seconds.
+QUICK_TRAIN = ["--epochs", "2", "--steps-per-epoch", "3"]
+QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": []}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="reproduce.py", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny runs and sample counts: checks the pipeline end to end in a few minutes")
+    parser.add_argument("--out", default=None,
+                        help="where figures/, results.json and the results tables go (default: docs/, and "
+                             "the README is rewritten; with --quick a directory is required)")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated groups to run, of {', '.join(GROUPS)}")
+    parser.add_argument("--data", choices=("mnist-5k", "mnist"), default=DATA,
+                        help="the GAN's and VAE's data: the offline 5k sample (the README's), or full MNIST")
+    return parser
+
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def resolve(argv):
+    args = build_parser().parse_args(argv)
+    args.only = [group.strip() for group in args.only.split(",") if group.strip()]
+    unknown = [group for group in args.only if group not in GROUPS]
+    if unknown or not args.only:
+        fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
+    if args.quick and args.out is None:
+        fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
+    out = os.path.abspath(args.out or DOCS)
+    if args.quick and os.path.commonpath([out, DOCS]) == DOCS:
+        fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out {args.out} is a file, not a directory")
+    args.out = out
+    args.update_readme = out == DOCS and not args.quick
+    return args
+
+
+def run(command, log):
+    """Runs `python command...` from the repository, printing it; returns its stdout."""
+    print("$ python " + " ".join(_quote(part) for part in command), flush=True)
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    log.write(f"$ python {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
+    if result.returncode != 0:
+        fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
+    print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    return result.stdout
+
+
+def _quote(part):
+    return part if part and all(c.isalnum() or c in "-_./,=:" for c in part) else json.dumps(part, ensure_ascii=False)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def last_history_row(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), encoding="utf-8") as handle:
+        lines = handle.read().strip().splitlines()
+    return {key: float(value) for key, value in zip(lines[0].split(","), lines[-1].split(","))}
+
+
+def run_experiment(name, spec, args, runs, figures_dir, log):
+    """Trains, evaluates (and for text, generates); returns the experiment's results and copies its figures."""
+    run_dir = os.path.join(runs, name)
+    train_flags = list(spec["train"])
+    if spec["group"] in ("gan", "dcgan", "vae"):
+        train_flags += ["--data", args.data]
+    if args.quick:
+        train_flags += QUICK_TRAIN
+    started = time.perf_counter()
+    run(["train.py", *train_flags, "--run-dir", run_dir, "--overwrite", "--quiet"], log)
+    command_seconds = time.perf_counter() - started
+    model = spec["train"][0]
+    evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] if args.quick else [])
+    run(["evaluate.py", run_dir, *evaluate_flags], log)
+    config = read_json(os.path.join(run_dir, "config.json"))
+    history = last_history_row(run_dir)
+    result = {"command": "python train.py " + " ".join(_quote(flag) for flag in train_flags),
+              "evaluate": "python evaluate.py RUN_DIR " + " ".join(evaluate_flags),
+              "epochs": config["settings"]["epochs"], "data": config["data"]["source"],
+              "training_seconds": round(history["wall_seconds"], 1), "command_seconds": round(command_seconds, 1),
+              "samples_per_sec_last_epoch": history["samples_per_sec"],
+              "metrics": read_json(os.path.join(run_dir, "metrics.json"))}
+    if "generate" in spec:
+        text = run(["generate.py", run_dir, *spec["generate"]], log).rstrip("\n")
+        result["generated"] = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, spec["generate"])),
+                               "text": text}
+    for source, target in spec["figures"].items():
+        source_path = os.path.join(run_dir, source.format(epochs=config["settings"]["epochs"]))
+        shutil.copyfile(source_path, os.path.join(figures_dir, target))
+        print(f"  figure: {os.path.relpath(os.path.join(figures_dir, target), REPO)}")
+    return result
+
+
+def machine():
+    import keras
+    import tensorflow as tf
+
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+            "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+# The README's tables, made from results.json.
+
+def _percent(value):
+    return f"{100 * value:.1f}%"
+
+
+def gan_table(results):
+    rows = ["| run (`python train.py gan ...`, 1,000 samples) | confident (>= 0.9) | effective classes | "
+            "classifier FID / real-data floor (ratio) | classifier score | training time |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
+              "gan_no_ema": "defaults without EMA (`--ema 0`)",
+              "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
+              "dcgan": "`--arch dcgan` (its defaults)"}
+    for name, label in labels.items():
+        if name not in results:
+            continue
+        metrics = results[name]["metrics"]
+        rows.append(f"| {label} | {_percent(metrics['confident_fraction'])} | {metrics['effective_classes']:.2f} | "
+                    f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
+                    f"({metrics['fid_ratio_to_floor']:.1f}x) | {metrics['classifier_score']:.2f} | "
+                    f"{results[name]['training_seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
+def summary_table(results, machine_info):
+    rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |", "| --- | --- | --- | --- |"]
+    for name, result in results.items():
+        metrics = result["metrics"]
+        if metrics["model"] == "gan":
+            measured = (f"{_percent(metrics['confident_fraction'])} confident, {metrics['effective_classes']:.2f} "
+                        f"effective classes, classifier FID {metrics['fid_ratio_to_floor']:.1f}x its floor")
+        elif metrics["model"] == "vae":
+            measured = (f"test -ELBO {metrics['test_neg_elbo']:.2f} nats, importance-weighted NLL "
+                        f"{metrics['test_nll_importance_weighted']:.2f}")
+        else:
+            measured = (f"held-out {metrics['held_out_bits_per_char']:.3f} bits/char "
+                        f"(perplexity {metrics['held_out_perplexity']:.2f})")
+        rows.append(f"| {name} | `{result['command']}` | {measured} | {result['training_seconds']:.0f} s |")
+    rows.append("")
+    rows.append(f"Made by `python reproduce.py` on {machine_info['date']}: {machine_info['cpus']} CPU cores "
+                f"({machine_info['processor']}, {machine_info['gpus']} GPUs), Python {machine_info['python']}, "
+                f"TensorFlow {machine_info['tensorflow']}, Keras {machine_info['keras']}.")
+    return "\n".join(rows)
+
+
+def replace_between_markers(text, name, content):
+    start, end = f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
+    if start not in text or end not in text:
+        return text, False
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{content}\n{end}{after}", True
+
+
+def write_tables(results, machine_info, args):
+    tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results)}
+    for name in ("lstm_pydoc", "lstm_tang"):
+        if "generated" in results.get(name, {}):
+            generated = results[name]["generated"]
+            tables[name.split("_")[1]] = f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
+    path = os.path.join(args.out, "results.md")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n\n".join(tables.values()) + "\n")
+    print(f"tables: {os.path.relpath(path, REPO)}")
+    if args.update_readme:
+        for readme in (README, os.path.join(REPO, "README.zh-CN.md")):
+            if not os.path.isfile(readme):
+                continue
+            with open(readme, encoding="utf-8") as handle:
+                text = handle.read()
+            for name, content in tables.items():
+                text, _ = replace_between_markers(text, name, content)
+            with open(readme + ".partial", "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(readme + ".partial", readme)
+            print(f"rewrote the results tables in {os.path.relpath(readme, REPO)}")
+
+
+def main(argv=None):
+    args = resolve(sys.argv[1:] if argv is None else argv)
+    runs = os.path.join(args.out, "runs") if args.quick else os.path.join(REPO, "outputs", "reproduce")
+    figures_dir = os.path.join(args.out, "figures")
+    os.makedirs(figures_dir, exist_ok=True)
+    os.makedirs(runs, exist_ok=True)
+    results_path = os.path.join(args.out, "results.json")
+    previous = read_json(results_path) if os.path.isfile(results_path) else {}
+    results = {name: value for name, value in previous.get("experiments", {}).items()
+               if EXPERIMENTS.get(name, {}).get("group") not in args.only}
+    print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}; runs in "
+          f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
+          f"{'a few minutes' if args.quick else f'about {EXPECTED_MINUTES} minutes on a 2-core CPU'}")
+    started = time.perf_counter()
+    with open(os.path.join(args.out, "reproduce.log"), "w", encoding="utf-8") as log:
+        for name, spec in EXPERIMENTS.items():
+            if spec["group"] in args.only:
+                results[name] = run_experiment(name, spec, args, runs, figures_dir, log)
+    results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
+    machine_info = machine()
+    report = {"machine": machine_info, "quick": args.quick, "wall_seconds": round(time.perf_counter() - started),
+              "experiments": results}
+    with open(results_path + ".partial", "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(results_path + ".partial", results_path)
+    print(f"results: {os.path.relpath(results_path, REPO)}")
+    write_tables(results, machine_info, args)
+    print(f"reproduce: done in {report['wall_seconds'] / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()
