@@ -85,7 +85,7 @@ def _add_shared_flags(parser, model, image_data=True):
 
 
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
-GAN_DEFAULTS = {"epochs": 100, "batch_size": 64}
+GAN_DEFAULTS = {"epochs": 300, "batch_size": 64}
 VAE_DEFAULTS = {"epochs": 50, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.05,
                 "lr_schedule": "cosine"}
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
@@ -130,7 +130,7 @@ def build_parser():
     gan.add_argument("--noise-dim", type=int, default=100, help="length of the generator's noise vector z")
     gan.add_argument("--learning-rate", type=finite_float, default=2e-4, help="Adam learning rate of both D and G")
     gan.add_argument("--beta-1", type=finite_float, default=0.5, help="Adam beta_1 of both D and G")
-    gan.add_argument("--r1-gamma", type=finite_float, default=10.0,
+    gan.add_argument("--r1-gamma", type=finite_float, default=1.0,
                      help="R1 penalty weight on D's gradient at real images (Mescheder et al. 2018); 0: off")
     gan.add_argument("--ema", type=finite_float, default=0.999,
                      help="momentum of a moving average of G's weights used for samples and export; 0: off")
