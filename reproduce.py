@@ -273,7 +273,7 @@ def main(argv=None):
           f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
           f"{'a few minutes' if args.quick else f'about {EXPECTED_MINUTES} minutes on a 2-core CPU'}")
     started = time.perf_counter()
-    with open(os.path.join(args.out, "reproduce.log"), "w", encoding="utf-8") as log:
+    with open(os.path.join(runs, "reproduce.log"), "w", encoding="utf-8") as log:  # every command's output
         for name, spec in EXPERIMENTS.items():
             if spec["group"] in args.only:
                 results[name] = run_experiment(name, spec, args, runs, figures_dir, log)
