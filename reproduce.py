@@ -5,13 +5,12 @@ the figures into docs/figures/, writes docs/results.json and rewrites the README
 (between their <!-- reproduce:NAME --> markers). Every step is the same `train.py` / `evaluate.py` /
 `generate.py` command a reader would type; the commands are printed as they run.
 
-    python reproduce.py                   everything, about EXPECTED_MINUTES minutes on a 2-core CPU
+    python reproduce.py                   everything, about 40 minutes on a 2-core CPU
     python reproduce.py --only gan,vae    some of it (the README keeps the other rows)
     python reproduce.py --quick --out DIR a smoke test of the whole pipeline (a few minutes): tiny runs,
                                           figures and tables written under DIR only, never over docs/
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -20,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+from training import cli  # no TensorFlow: a mistyped command is refused at once
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(REPO, "docs")
@@ -73,8 +74,7 @@ QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "ls
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="reproduce.py", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
+    parser = cli.Parser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny runs and sample counts: checks the pipeline end to end in a few minutes")
     parser.add_argument("--out", default=None,
@@ -87,24 +87,22 @@ def build_parser():
     return parser
 
 
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def resolve(argv):
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except cli.UsageError as exc:
+        cli.fail(exc)
     args.only = [group.strip() for group in args.only.split(",") if group.strip()]
     unknown = [group for group in args.only if group not in GROUPS]
     if unknown or not args.only:
-        fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
+        cli.fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
     if args.quick and args.out is None:
-        fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
+        cli.fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
     out = os.path.abspath(args.out or DOCS)
     if args.quick and os.path.commonpath([out, DOCS]) == DOCS:
-        fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
+        cli.fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
     if os.path.exists(out) and not os.path.isdir(out):
-        fail(f"--out {args.out} is a file, not a directory")
+        cli.fail(f"--out {args.out} is a file, not a directory")
     args.out = out
     args.update_readme = out == DOCS and not args.quick
     return args
@@ -118,7 +116,7 @@ def run(command, log):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     log.write(f"$ python {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
     if result.returncode != 0:
-        fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
+        cli.fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
     print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
     return result.stdout
 
