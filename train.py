@@ -167,6 +167,8 @@ def main(argv=None):
         # Not an error of the command: the run is whole and continues with --resume.
         print(exc, file=sys.stderr)
         sys.exit(exc.exit_status)
+    # Every worker prints it: all of a synchronous job's workers must end with the same weights.
+    print(f"weights sha256 {trainer.weights_fingerprint()}")
     if chief:
         task.export(run_dir)
         last = history[-1]

@@ -35,6 +35,9 @@ def test_two_workers_equal_one_process(tmp_path):
     for worker, (stdout, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
     assert "multi-worker with 2 replica(s)" in outputs[0][0]
+    # Both workers end with the same weights (only the chief exports them; each prints their fingerprint).
+    fingerprints = [[line for line in stdout.splitlines() if line.startswith("weights sha256 ")] for stdout, _ in outputs]
+    assert len(fingerprints[0]) == 1 and fingerprints[0] == fingerprints[1], fingerprints
     assert os.listdir(tmp_path / "tmp1") == []  # worker 1 saved its share of each checkpoint there, then deleted it
     assert sorted(os.listdir(tmp_path / "cluster" / "checkpoints")) == [
         "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-6.data-00000-of-00001", "ckpt-6.index"]

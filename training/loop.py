@@ -14,6 +14,7 @@ running metric means, so a run resumed from any step boundary ends exactly as an
 
 import contextlib
 import glob
+import hashlib
 import os
 import shutil
 import signal
@@ -238,6 +239,15 @@ class Trainer:
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         self.stop_agreed = make_stop_agreement(strategy) if multi_worker else (lambda requested: requested)
         self.writer = None  # TensorBoard's writer, opened by fit(): nothing is written before training starts
+
+    def weights_fingerprint(self):
+        """SHA-256 of every model weight's bytes, in a fixed order: equal on every worker of a synchronous job."""
+        digest = hashlib.sha256()
+        for item in self.task.checkpoint_items().values():
+            if isinstance(item, keras.Model):
+                for weight in item.weights:
+                    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+        return digest.hexdigest()
 
     def restore(self):
         """Restores the newest checkpoint that reads back whole; returns (epochs completed, steps into the next).
