@@ -21,6 +21,7 @@ import sys
 import time
 
 from training import cli  # no TensorFlow: a mistyped command is refused at once
+from training import run_dir as run_files
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(REPO, "docs")
@@ -125,17 +126,6 @@ def _quote(part):
     return part if part and all(c.isalnum() or c in "-_./,=:" for c in part) else json.dumps(part, ensure_ascii=False)
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def last_history_row(run_dir):
-    with open(os.path.join(run_dir, "history.csv"), encoding="utf-8") as handle:
-        lines = handle.read().strip().splitlines()
-    return {key: float(value) for key, value in zip(lines[0].split(","), lines[-1].split(","))}
-
-
 def run_experiment(name, spec, args, runs, figures_dir, log):
     """Trains, evaluates (and for text, generates); returns the experiment's results and copies its figures."""
     run_dir = os.path.join(runs, name)
@@ -150,14 +140,14 @@ def run_experiment(name, spec, args, runs, figures_dir, log):
     model = spec["train"][0]
     evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] if args.quick else [])
     run(["evaluate.py", run_dir, *evaluate_flags], log)
-    config = read_json(os.path.join(run_dir, "config.json"))
-    history = last_history_row(run_dir)
+    config = run_files.read_json(os.path.join(run_dir, "config.json"))
+    history = run_files.read_history(run_dir)[-1]
     result = {"command": "python train.py " + " ".join(_quote(flag) for flag in train_flags),
               "evaluate": "python evaluate.py RUN_DIR " + " ".join(evaluate_flags),
               "epochs": config["settings"]["epochs"], "data": config["data"]["source"],
               "training_seconds": round(history["wall_seconds"], 1), "command_seconds": round(command_seconds, 1),
               "samples_per_sec_last_epoch": history["samples_per_sec"],
-              "metrics": read_json(os.path.join(run_dir, "metrics.json"))}
+              "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
     if "generate" in spec:
         text = run(["generate.py", run_dir, *spec["generate"]], log).rstrip("\n")
         result["generated"] = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, spec["generate"])),
@@ -241,8 +231,7 @@ def write_tables(results, machine_info, args):
             generated = results[name]["generated"]
             tables[name.split("_")[1]] = f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
     path = os.path.join(args.out, "results.md")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n\n".join(tables.values()) + "\n")
+    run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")
     if args.update_readme:
         for readme in (README, os.path.join(REPO, "README.zh-CN.md")):
@@ -252,9 +241,7 @@ def write_tables(results, machine_info, args):
                 text = handle.read()
             for name, content in tables.items():
                 text, _ = replace_between_markers(text, name, content)
-            with open(readme + ".partial", "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(readme + ".partial", readme)
+            run_files.write_atomic(readme, text)
             print(f"rewrote the results tables in {os.path.relpath(readme, REPO)}")
 
 
@@ -265,7 +252,7 @@ def main(argv=None):
     os.makedirs(figures_dir, exist_ok=True)
     os.makedirs(runs, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
-    previous = read_json(results_path) if os.path.isfile(results_path) else {}
+    previous = run_files.read_json(results_path) if os.path.isfile(results_path) else {}
     results = {name: value for name, value in previous.get("experiments", {}).items()
                if EXPERIMENTS.get(name, {}).get("group") not in args.only}
     print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}; runs in "
@@ -280,10 +267,8 @@ def main(argv=None):
     machine_info = machine()
     report = {"machine": machine_info, "quick": args.quick, "wall_seconds": round(time.perf_counter() - started),
               "experiments": results}
-    with open(results_path + ".partial", "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(results_path + ".partial", results_path)
+    # Not run_files.write_json: that sorts the keys, and the experiments keep the README's order here.
+    run_files.write_atomic(results_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {os.path.relpath(results_path, REPO)}")
     write_tables(results, machine_info, args)
     print(f"reproduce: done in {report['wall_seconds'] / 60:.1f} minutes")

@@ -221,12 +221,9 @@ class GanTask:
 
     def save_snapshot(self, path):
         """Saves the sampling generator's weights (about 6 MB for the MLP) to `path`, atomically."""
-        folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
-        # run_dir.atomic_path would end the temporary name in .partial.h5, which Keras refuses.
-        partial = os.path.join(folder, f".partial-{name}")
-        self.sampling_generator().save_weights(partial)
-        os.replace(partial, path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with run_files.atomic_path(path) as partial:
+            self.sampling_generator().save_weights(partial)
 
     def export(self, run_dir):
         """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the

@@ -88,13 +88,13 @@ def prepare(path, overwrite):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yields a temporary name beside `path` (same extension) to write to; renames it to `path` on success.
+    """Yields a temporary name beside `path` to write to; renames it to `path` on success.
 
-    A killed process leaves at most a `.partial` file behind, never half of `path`.
+    The name keeps every suffix of `path` (writers such as Keras check `.keras`, `.weights.h5`).
+    A killed process leaves at most a `.partial-` file behind, never half of `path`.
     """
     folder, name = os.path.split(path)
-    stem, extension = os.path.splitext(name)
-    partial = os.path.join(folder, f".{stem}.partial{extension}")
+    partial = os.path.join(folder, f".partial-{name}")
     yield partial
     os.replace(partial, path)
 
