@@ -1,10 +1,11 @@
-"""What every benchmark shares: runners that train one epoch per call, interleaved, and their summary.
+"""What every benchmark shares: runners that train one epoch per call, interleaved, their counted FLOPs,
+the time to a quality threshold, and the report.
 
-Throughput is samples per second within an epoch, counted from the end of its first step; epochs of the
-runners alternate, and the median and the best epoch are both reported (this shared CPU has slow spells).
+Throughput is samples per second within an epoch, counted from the end of its first compiled call
+(tracing and the iterator's start are not steady state); epochs of the runners alternate, so a slow
+spell of this shared machine hits all of them, and the median epoch is what is compared.
 """
 
-import json
 import os
 import shutil
 import statistics
@@ -14,6 +15,7 @@ import time
 import keras
 import tensorflow as tf
 
+from bench import flops
 from training import loop
 from training import run_dir as run_files
 
@@ -21,9 +23,9 @@ from training import run_dir as run_files
 class EpochTimer(keras.callbacks.Callback):
     """Samples/s of each fit() epoch, counted from the end of its first batch (as the Trainer counts)."""
 
-    def __init__(self, batch_size):
+    def __init__(self, samples_per_batch):
         super().__init__()
-        self.batch_size = batch_size
+        self.samples_per_batch = samples_per_batch
         self.rates = []
 
     def on_train_batch_end(self, batch, logs=None):
@@ -33,38 +35,50 @@ class EpochTimer(keras.callbacks.Callback):
         self.last_batch, self.last_end = batch, now
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rates.append(self.last_batch * self.batch_size / (self.last_end - self.first_batch_end))
+        self.rates.append(self.last_batch * self.samples_per_batch / (self.last_end - self.first_batch_end))
 
 
 class TrainerRunner:
     """train.py's own Trainer on a task, one epoch per call; returns that epoch's steady-state samples/s."""
 
-    def __init__(self, make_task, jit=False, steps_per_execution=1):
+    def __init__(self, make_task, settings, loop_iterations=None):
         strategy = tf.distribute.get_strategy()
         self.run_dir = tempfile.mkdtemp(prefix="bench-")
         run_files.prepare(self.run_dir, overwrite=False)
-        self.trainer = loop.Trainer(make_task(strategy), strategy, self.run_dir, keep_checkpoints=1, jit=jit,
-                                    verbose=False, chief=True, steps_per_execution=steps_per_execution)
+        self.trainer = loop.Trainer(make_task(strategy), strategy, self.run_dir, keep_checkpoints=1,
+                                    jit=settings["jit"], verbose=False, chief=True,
+                                    steps_per_execution=settings["steps_per_execution"])
+        self.loop_iterations = loop_iterations
         self.epochs = 0
 
     def run_epoch(self):
         self.epochs += 1
         return self.trainer.fit(self.epochs)[-1]["samples_per_sec"]
 
+    def flops_per_sample(self):
+        task = self.trainer.task
+        step_flops = flops.step_flops(task.train_step, task.train_dataset(0).element_spec, self.loop_iterations)
+        return step_flops / getattr(task, "samples_per_step", task.global_batch_size)
+
     def close(self):
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 class FitRunner:
-    """A keras.Model with its own train_step, trained with fit(), one epoch per call."""
+    """A compiled keras.Model trained with fit(), one epoch per call (the keras-io examples' way)."""
 
-    def __init__(self, model, dataset, batch_size):
+    def __init__(self, model, dataset, samples_per_batch, loop_iterations=None):
         self.model, self.dataset = model, dataset
-        self.timer = EpochTimer(batch_size)
+        self.samples_per_batch, self.loop_iterations = samples_per_batch, loop_iterations
+        self.timer = EpochTimer(samples_per_batch)
 
     def run_epoch(self):
         self.model.fit(self.dataset, epochs=1, verbose=0, callbacks=[self.timer])
         return self.timer.rates[-1]
+
+    def flops_per_sample(self):
+        step_flops = flops.step_flops(self.model.train_step, self.dataset.element_spec, self.loop_iterations)
+        return step_flops / self.samples_per_batch
 
     def close(self):
         pass
@@ -78,26 +92,49 @@ def interleave(runners, epochs):
             rate = runner.run_epoch()
             if epoch:
                 rates[name].append(rate)
-    for runner in runners.values():
-        runner.close()
     return rates
 
 
-def summarize(title, rates, labels, unit, result):
-    """Adds each runner's median and best to `result`, the ours / keras-io ratios, and prints a table."""
-    for name, values in rates.items():
-        result[f"{name}_{unit}_per_sec_median"] = round(statistics.median(values), 1)
-        result[f"{name}_{unit}_per_sec_best"] = round(max(values), 1)
-    for kind in ("median", "best"):
-        result[f"ratio_{kind}"] = round(result[f"ours_{unit}_per_sec_{kind}"]
-                                        / result[f"keras_io_fit_{unit}_per_sec_{kind}"], 3)
+def measure_runners(runners, labels, epochs, unit, peak_gflops):
+    """Interleaved throughput of every runner, its counted FLOPs and its share of the matmul peak."""
+    rates = interleave(runners, epochs)
+    rows = {}
+    for name, runner in runners.items():
+        median = statistics.median(rates[name])
+        flops_per_sample = runner.flops_per_sample()
+        gflops = median * flops_per_sample / 1e9
+        rows[name] = {"label": labels[name], f"{unit}_per_sec_median": round(median, 1),
+                      f"{unit}_per_sec_best": round(max(rates[name]), 1),
+                      "mflops_per_sample": round(flops_per_sample / 1e6, 4),
+                      "gflops_per_sec": round(gflops, 1), "fraction_of_peak": round(gflops / peak_gflops, 3)}
+        runner.close()
+    return rows
+
+
+def time_to_quality(runner, metric, threshold, max_epochs):
+    """Trains `runner` (a fresh TrainerRunner) until held-out `metric` is at most `threshold`: the training
+    seconds and epochs it took (the held-out passes and checkpoints in between not counted)."""
+    history = []
+    for _ in range(max_epochs):
+        runner.run_epoch()
+        history = run_files.read_history(runner.run_dir)
+        if history[-1][metric] <= threshold:
+            break
+    runner.close()
+    last = history[-1]
+    return {"metric": metric, "threshold": threshold, "reached": last[metric] <= threshold,
+            "epochs": last["epoch"], "value": round(last[metric], 4), "training_seconds": last["wall_seconds"]}
+
+
+def print_rows(title, rows, unit, peak_gflops):
     print(title)
-    print(f"  {unit + '/s':40s} {'median':>8s} {'best':>8s}")
-    for name, label in labels.items():
-        median, best = result[f"{name}_{unit}_per_sec_median"], result[f"{name}_{unit}_per_sec_best"]
-        print(f"  {label:40s} {median:8.0f} {best:8.0f}")
-    print(f"  {'ratio ours / keras-io':40s} {result['ratio_median']:8.2f} {result['ratio_best']:8.2f}")
-    return result
+    print(f"  {'':46s} {unit + '/s':>10s} {'MFLOP/sample':>12s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    for row in rows.values():
+        print(f"  {row['label']:46s} {row[f'{unit}_per_sec_median']:10.0f} {row['mflops_per_sample']:12.3f} "
+              f"{row['gflops_per_sec']:8.1f} {row['fraction_of_peak']:8.1%}")
+    ratio = rows["ours"][f"{unit}_per_sec_median"] / rows["keras_io_fit"][f"{unit}_per_sec_median"]
+    print(f"  ours / keras-io fit: {ratio:.2f}x   (matmul peak {peak_gflops:.0f} GFLOP/s)")
+    return round(ratio, 3)
 
 
 def image_dataset(images, to_model_range, batch_size):
@@ -109,11 +146,3 @@ def image_dataset(images, to_model_range, batch_size):
 def environment():
     """What the numbers were measured with."""
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "cpus": os.cpu_count()}
-
-
-def write_result(result, path):
-    """Writes the benchmark's result as JSON when a path was given; returns the result."""
-    if path:
-        with open(path, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result

@@ -1,16 +1,17 @@
-"""Steady-state GAN training throughput: this project's distributed step against the keras-io way.
+"""GAN training speed at train.py's defaults: this project's Trainer against the keras-io way.
 
-    python -m bench.gan_step [--arch mlp] [--batch-size 64] [--epochs 8] [--out FILE]
+    python -m bench.gan_step [--epochs 6] [--out FILE]
 
-Both sides train the same two models on the same data, batch size and optimizers, in one process:
-  ours:     training.loop.Trainer (the exact code train.py runs: tf.function via strategy.run, 8 steps
-            per call, keyed noise made in the tf.data pipeline, a host read of the means every call)
-  keras-io: a keras.Model overriding train_step, trained with fit() (the keras-io DCGAN example's step,
-            https://keras.io/examples/generative/dcgan_overriding_train_step/)
-Throughput is counted as bench/common.py says; epochs of the runners alternate.
+Both sides train the same two models (the MLP pair) on the same data, batch, loss and optimizers, so
+their counted FLOPs per image are the same and only the engine differs:
+  ours:     training.loop.Trainer on training.gan.GanTask: exactly what `python train.py gan` runs
+  keras-io: a keras.Model overriding train_step, trained with fit() (the keras-io DCGAN example's engine,
+            https://keras.io/examples/generative/dcgan_overriding_train_step/), with this project's loss:
+            non-saturating, the R1 penalty and the generator's moving average, as train.py's defaults.
 """
 
 import argparse
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,29 +19,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, TrainerRunner, environment, image_dataset, interleave,  # noqa: E402
-                          summarize, write_result)
+from bench import flops  # noqa: E402
+from bench.common import (FitRunner, TrainerRunner, environment, image_dataset, measure_runners,  # noqa: E402
+                          print_rows)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
-from training.gan import GanTask, to_model_range  # noqa: E402
+from training.cli import parse_args  # noqa: E402
+from training.gan import GanTask, binary_cross_entropy, to_model_range  # noqa: E402
 
 
 class KerasIoGan(keras.Model):
-    """The keras-io example's GAN: train_step overridden, D on real+fake concatenated, then G."""
+    """The keras-io example's GAN engine: train_step overridden, noise drawn inside, D's step then G's."""
 
-    def __init__(self, discriminator, generator, noise_dim):
+    def __init__(self, discriminator, generator, noise_dim, r1_gamma):
         super().__init__()
-        self.discriminator = discriminator
-        self.generator = generator
-        self.noise_dim = noise_dim
+        self.discriminator, self.generator = discriminator, generator
+        self.noise_dim, self.r1_gamma = noise_dim, r1_gamma
         self.seed_generator = keras.random.SeedGenerator(1337)
 
-    def compile(self, d_optimizer, g_optimizer, loss_fn):
+    def compile(self, d_optimizer, g_optimizer):
         super().compile()
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-        self.loss_fn = loss_fn
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
         self.d_loss_metric = keras.metrics.Mean(name="d_loss")
         self.g_loss_metric = keras.metrics.Mean(name="g_loss")
 
@@ -51,18 +51,23 @@ class KerasIoGan(keras.Model):
     def train_step(self, real_images):
         batch_size = tf.shape(real_images)[0]
         noise = keras.random.normal((batch_size, self.noise_dim), seed=self.seed_generator)
-        generated = self.generator(noise)
-        combined = tf.concat([generated, real_images], axis=0)
-        labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
-        labels += 0.05 * keras.random.uniform(tf.shape(labels), seed=self.seed_generator)
         with tf.GradientTape() as tape:
-            d_loss = self.loss_fn(labels, self.discriminator(combined))
+            with tf.GradientTape() as input_tape:
+                input_tape.watch(real_images)
+                real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            per_example = (binary_cross_entropy(tf.ones_like(real_logits), real_logits)
+                           + binary_cross_entropy(tf.zeros_like(fake_logits), fake_logits))
+            if self.r1_gamma:
+                input_gradients = input_tape.gradient(real_logits, real_images)
+                per_example += 0.5 * self.r1_gamma * tf.reduce_sum(tf.square(input_gradients), axis=[1, 2, 3])
+            d_loss = tf.reduce_mean(per_example)
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
         noise = keras.random.normal((batch_size, self.noise_dim), seed=self.seed_generator)
-        misleading_labels = tf.zeros((batch_size, 1))
         with tf.GradientTape() as tape:
-            g_loss = self.loss_fn(misleading_labels, self.discriminator(self.generator(noise)))
+            logits = self.discriminator(self.generator(noise, training=True), training=True)
+            g_loss = tf.reduce_mean(binary_cross_entropy(tf.ones_like(logits), logits))
         grads = tape.gradient(g_loss, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
         self.d_loss_metric.update_state(d_loss)
@@ -71,51 +76,57 @@ class KerasIoGan(keras.Model):
 
 
 def keras_io_runner(settings, data):
-    """The keras-io GAN (same models and optimizers) trained with fit()."""
+    """The keras-io engine on train.py's GAN recipe (same models, loss and optimizers), trained with fit()."""
     generator, discriminator = gan_models.build_pair(settings["arch"], settings["noise_dim"])
-    model = KerasIoGan(discriminator, generator, settings["noise_dim"])
-    adam = lambda: keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"])  # noqa: E731
-    model.compile(d_optimizer=adam(), g_optimizer=adam(), loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
+    model = KerasIoGan(discriminator, generator, settings["noise_dim"], settings["r1_gamma"])
+    ema = settings["ema"]
+    adam = lambda ema_momentum=0.0: keras.optimizers.Adam(  # noqa: E731
+        settings["learning_rate"], beta_1=settings["beta_1"], use_ema=ema_momentum > 0,
+        ema_momentum=ema_momentum or 0.99)
+    model.compile(d_optimizer=adam(), g_optimizer=adam(ema))
     return FitRunner(model, image_dataset(data.train_images, to_model_range, settings["batch_size"]),
                      settings["batch_size"])
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.gan_step", description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", choices=("mlp", "dcgan"), default="mlp")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=8, help="measured epochs per runner (after one warm-up epoch)")
-    parser.add_argument("--steps-per-execution", type=int, default=8,
-                        help="steps per compiled call for ours (train.py's default)")
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+def measure(peak_gflops, epochs, extra_runners=True):
+    """The GAN rows of the benchmark (train.py's defaults; see the module docstring)."""
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
-    settings = {"seed": 0, "noise_dim": 100, "batch_size": args.batch_size, "arch": args.arch,
-                "learning_rate": 2e-4, "beta_1": 0.5}
-    # Like for like: the tutorial's recipe on both sides (no R1, no EMA). train.py's defaults add the
-    # R1 penalty (a second backward pass through D) and the EMA; their cost is measured for information.
-    spe = args.steps_per_execution
+    settings = vars(parse_args(["gan", "--data", "mnist-5k"]))
 
-    def ours(extra=None, **kwargs):
-        return TrainerRunner(lambda strategy: GanTask({**settings, **(extra or {})}, data, strategy), **kwargs)
+    def ours(**flags):
+        run_settings = {**settings, **flags}
+        return TrainerRunner(lambda strategy: GanTask(run_settings, data, strategy), run_settings)
 
-    runners = {"ours": ours(steps_per_execution=spe),
-               "keras_io_fit": keras_io_runner(settings, data),
-               "ours_one_step_per_call": ours(steps_per_execution=1),
-               "ours_with_r1_and_ema": ours({"r1_gamma": 10.0, "ema": 0.999}, steps_per_execution=spe),
-               "ours_jit": ours(jit=True, steps_per_execution=spe)}
-    # Epochs alternate between the runners, so a slow spell of this shared machine hits all of them.
-    rates = interleave(runners, args.epochs)
-    result = {"arch": args.arch, "batch_size": args.batch_size, "data": data.source, "epochs": args.epochs,
-              **environment()}
-    labels = {"ours": f"ours (Trainer, {spe} steps per call)", "keras_io_fit": "keras-io (train_step + fit)",
-              "ours_one_step_per_call": "ours, 1 step per call",
-              "ours_with_r1_and_ema": "ours with R1 + EMA (the defaults)",
-              "ours_jit": "ours with --jit (XLA)"}
-    summarize(f"GAN ({args.arch}), batch {args.batch_size}, {data.source}, {args.epochs} epochs each, interleaved:",
-              rates, labels, "images", result)
-    return write_result(result, args.out)
+    spe = settings["steps_per_execution"]
+    runners = {"ours": ours(), "keras_io_fit": keras_io_runner(settings, data)}
+    labels = {"ours": f"ours (train.py: Trainer, {spe} steps per call)",
+              "keras_io_fit": "keras-io (train_step + fit)"}
+    if extra_runners:
+        runners["ours_one_step_per_call"] = ours(steps_per_execution=1)
+        labels["ours_one_step_per_call"] = "ours, --steps-per-execution 1"
+        runners["ours_jit"] = ours(jit=not settings["jit"])
+        labels["ours_jit"] = "ours, --jit" if not settings["jit"] else "ours, --no-jit"
+    rows = measure_runners(runners, labels, epochs, "images", peak_gflops)
+    title = (f"GAN ({settings['arch']}, batch {settings['batch_size']}, R1 {settings['r1_gamma']:g}, "
+             f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")
+    ratio = print_rows(title, rows, "images", peak_gflops)
+    return {"command": "python train.py gan", "unit": "images", "arch": settings["arch"],
+            "batch_size": settings["batch_size"], "data": data.source, "epochs": epochs, "rows": rows,
+            "ratio_to_keras_io_fit": ratio}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.gan_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=6, help="measured epochs per runner (after one warm-up)")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    peak = flops.matmul_peak()
+    result = {"matmul_peak_gflops": peak, **environment(), "gan": measure(peak["peak"], args.epochs)}
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result
 
 
 if __name__ == "__main__":

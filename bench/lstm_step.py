@@ -1,17 +1,19 @@
-"""LSTM speed: training characters/s against the keras-io way, and generation against the tutorial's loop.
+"""LSTM speed at train.py's defaults: training characters/s against the keras-io way, the time to a
+held-out bits per character, and generation against the tutorial's loop.
 
     python -m bench.lstm_step [--epochs 3] [--steps-per-epoch 40] [--length 500] [--out FILE]
 
-Training, same model (train.py's defaults), data, batch, optimizer and clipping on both sides:
-  ours:     training.loop.Trainer on training.lstm.LstmTask (what train.py runs)
+Training, same model (train.py's defaults), data, batch, optimizer and clipping on both sides, so their
+counted FLOPs per character are the same and only the engine differs:
+  ours:     training.loop.Trainer on training.lstm.LstmTask: what `python train.py lstm` runs
   keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets)
 Generation of --length characters after a one-character prompt, same trained weights:
   ours:     models.lstm.TextSampler, one compiled step per character with the LSTM state carried
   tutorial: for each new character, model.predict on the whole text so far and sample from its last position
-Throughput is counted as bench/common.py says, in characters; epochs of the runners alternate.
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -21,13 +23,17 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, TrainerRunner, environment, interleave, summarize,  # noqa: E402
-                          write_result)
+from bench import flops  # noqa: E402
+from bench.common import FitRunner, TrainerRunner, environment, measure_runners, print_rows, time_to_quality  # noqa: E402
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
 from training.cli import parse_args  # noqa: E402
 from training.lstm import LstmTask, split_window, training_windows, windows_per_epoch  # noqa: E402
+
+# The quality the timed run must reach: held-out bits per character on pydoc, which the default model
+# passes in about a quarter of its 20 epochs (it ends near 1.76).
+QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS = "test_bits_per_char", 2.0, 20
 
 
 def keras_io_runner(settings, data, steps_per_epoch):
@@ -42,7 +48,7 @@ def keras_io_runner(settings, data, steps_per_epoch):
     dataset = (tf.data.Dataset.from_tensor_slices(windows).shuffle(len(windows), seed=0)
                .batch(batch_size, drop_remainder=True).take(steps_per_epoch).map(split_window)
                .prefetch(tf.data.AUTOTUNE))
-    return FitRunner(model, dataset, batch_size * seq_len)  # counts characters
+    return FitRunner(model, dataset, batch_size * seq_len, loop_iterations=seq_len)  # counts characters
 
 
 def tutorial_generate(model, prompt_ids, length, seed):
@@ -56,46 +62,77 @@ def tutorial_generate(model, prompt_ids, length, seed):
     return ids[len(prompt_ids):]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.lstm_step", description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per runner (after a warm-up epoch)")
-    parser.add_argument("--steps-per-epoch", type=int, default=40)
-    parser.add_argument("--length", type=int, default=500, help="characters to generate")
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    distribute.make_deterministic(0)
-    data = text.load("pydoc")
-    settings = vars(parse_args(["lstm", "--corpus", "pydoc", "--steps-per-epoch", str(args.steps_per_epoch)]))
-    ours = TrainerRunner(lambda strategy: LstmTask(settings, data, strategy),
-                         steps_per_execution=settings["steps_per_execution"])
-    runners = {"ours": ours, "keras_io_fit": keras_io_runner(settings, data, args.steps_per_epoch)}
-    rates = interleave(runners, args.epochs)
-    result = {"units": settings["units"], "layers": settings["layers"], "seq_len": settings["seq_len"],
-              "batch_size": settings["batch_size"], "corpus": data.source, "epochs": args.epochs,
-              "steps_per_epoch": args.steps_per_epoch, **environment()}
-    summarize(f"LSTM ({settings['layers']} x {settings['units']}), batch {settings['batch_size']} x "
-              f"{settings['seq_len']} characters, {data.source}, {args.epochs} epochs of {args.steps_per_epoch} "
-              "steps each, interleaved:", rates,
-              {"ours": "ours (Trainer)", "keras_io_fit": "keras-io (compile + fit)"}, "chars", result)
-
-    model = ours.trainer.task.model  # trained weights, so the text is not uniform noise
+def generation_speed(model, data, length):
+    """Characters/s of ours and of the tutorial's loop, generating `length` characters with `model`."""
     prompt_ids = data.vocabulary.encode("\n")
     sampler = lstm_models.TextSampler(model)
     sampler.generate(prompt_ids, 10, seed=0)  # trace once
     started = time.perf_counter()
-    sampler.generate(prompt_ids, args.length, seed=0)
+    sampler.generate(prompt_ids, length, seed=0)
     ours_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    tutorial_generate(model, prompt_ids, args.length, seed=0)
+    tutorial_generate(model, prompt_ids, length, seed=0)
     tutorial_seconds = time.perf_counter() - started
-    result.update({"generation_length": args.length,
-                   "generation_ours_chars_per_sec": round(args.length / ours_seconds, 1),
-                   "generation_tutorial_chars_per_sec": round(args.length / tutorial_seconds, 1),
-                   "generation_ratio": round(tutorial_seconds / ours_seconds, 1)})
-    print(f"generation of {args.length} characters (chars/s): ours (stateful, compiled) "
-          f"{result['generation_ours_chars_per_sec']:.0f}, the tutorial's predict-per-character loop "
-          f"{result['generation_tutorial_chars_per_sec']:.1f}: {result['generation_ratio']:.0f}x")
-    return write_result(result, args.out)
+    return {"length": length, "ours_chars_per_sec": round(length / ours_seconds, 1),
+            "tutorial_chars_per_sec": round(length / tutorial_seconds, 2),
+            "ratio": round(tutorial_seconds / ours_seconds, 1)}
+
+
+def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
+    """The LSTM rows of the benchmark (train.py's defaults on pydoc; see the module docstring)."""
+    distribute.make_deterministic(0)
+    data = text.load("pydoc")
+    settings = vars(parse_args(["lstm", "--corpus", "pydoc", "--steps-per-epoch", str(steps_per_epoch)]))
+    seq_len = settings["seq_len"]
+
+    def ours(**flags):
+        run_settings = {**settings, **flags}
+        return TrainerRunner(lambda strategy: LstmTask(run_settings, data, strategy), run_settings,
+                             loop_iterations=seq_len)
+
+    spe = settings["steps_per_execution"]
+    trained = ours()
+    runners = {"ours": trained, "keras_io_fit": keras_io_runner(settings, data, steps_per_epoch)}
+    labels = {"ours": f"ours (train.py: Trainer, {spe} steps per call)",
+              "keras_io_fit": "keras-io (compile + fit)"}
+    if extra_runners:
+        runners["ours_jit"] = ours(jit=not settings["jit"])
+        labels["ours_jit"] = "ours, --jit" if not settings["jit"] else "ours, --no-jit"
+    model = trained.trainer.task.model
+    rows = measure_runners(runners, labels, epochs, "chars", peak_gflops)
+    title = (f"LSTM ({settings['layers']} x {settings['units']}), batch {settings['batch_size']} x {seq_len} "
+             f"characters, {data.source}, {epochs} epochs of {steps_per_epoch} steps each, interleaved:")
+    ratio = print_rows(title, rows, "chars", peak_gflops)
+    generation = generation_speed(model, data, length)  # trained weights, so the text is not uniform noise
+    print(f"  generating {length} characters: ours (stateful, compiled) {generation['ours_chars_per_sec']:.0f} "
+          f"chars/s, the tutorial's predict-per-character loop {generation['tutorial_chars_per_sec']:.1f}: "
+          f"{generation['ratio']:.0f}x")
+    full_epochs = {**settings, "steps_per_epoch": None}
+    quality = time_to_quality(
+        TrainerRunner(lambda strategy: LstmTask(full_epochs, data, strategy), full_epochs, loop_iterations=seq_len),
+        QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
+    print(f"  time to held-out {QUALITY_THRESHOLD:g} bits/char: {quality['training_seconds']:.1f} s of training "
+          f"({quality['epochs']} epochs, reached {quality['value']:.3f})")
+    return {"command": "python train.py lstm --corpus pydoc", "unit": "chars", "units": settings["units"],
+            "layers": settings["layers"], "seq_len": seq_len, "batch_size": settings["batch_size"],
+            "corpus": data.source, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "rows": rows,
+            "ratio_to_keras_io_fit": ratio, "generation": generation, "time_to_quality": quality}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.lstm_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per runner (after a warm-up)")
+    parser.add_argument("--steps-per-epoch", type=int, default=40)
+    parser.add_argument("--length", type=int, default=500, help="characters to generate")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    peak = flops.matmul_peak()
+    result = {"matmul_peak_gflops": peak, **environment(),
+              "lstm": measure(peak["peak"], args.epochs, args.steps_per_epoch, args.length)}
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result
 
 
 if __name__ == "__main__":
