@@ -39,7 +39,7 @@ QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS = "test_bits_per_char", 2.
 def keras_io_runner(settings, data, steps_per_epoch):
     model = lstm_models.build_text_generator(len(data.vocabulary), settings["embedding_dim"], settings["units"],
                                              settings["layers"], settings["dropout"])
-    optimizer = optimizers.build(settings, steps_per_epoch, mixed_precision=False)
+    optimizer = optimizers.build({**settings, "fused_optimizer": False}, steps_per_epoch, mixed_precision=False)
     if settings["clip_norm"]:
         optimizer.global_clipnorm = settings["clip_norm"]
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -70,7 +70,8 @@ def keras_io_runner(settings, data):
                                              settings["activation"], settings["batch_norm"])
     model = KerasIoVae(encoder, decoder)
     steps_per_epoch = len(data.train_images) // settings["batch_size"]
-    model.compile(optimizer=optimizers.build(settings, steps_per_epoch, mixed_precision=False))
+    model.compile(optimizer=optimizers.build({**settings, "fused_optimizer": False}, steps_per_epoch,
+                                             mixed_precision=False))
     return FitRunner(model, image_dataset(data.train_images, to_unit_range, settings["batch_size"]),
                      settings["batch_size"])
 

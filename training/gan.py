@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from models import gan as gan_models
-from training import augment, figures, loop
+from training import augment, figures, loop, optimizers
 from training import run_dir as run_files
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch, every epoch
@@ -98,7 +98,7 @@ class GanTask:
     @staticmethod
     def _adam(settings, mixed_precision, ema_momentum=0.0):
         # use_ema: Keras keeps an exponential moving average of the weights inside the optimizer.
-        optimizer = keras.optimizers.Adam(settings["learning_rate"], beta_1=settings["beta_1"],
+        optimizer = optimizers.adam_class(settings)[0](settings["learning_rate"], beta_1=settings["beta_1"],
                                           use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99)
         # Under mixed_float16, scale the loss so small float16 gradients do not flush to zero.
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
