@@ -74,9 +74,13 @@ def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
 @pytest.mark.parametrize("flags, message", [
     (["--out", "bench.txt"], "give a .json file name"),
     (["--epochs", "3"], "unrecognized arguments"),
+    (["profile", "gan", "--batch-size", "0"], "--batch-size must be 1 or more"),
+    (["profile", "gan", "--resume"], "drop --resume"),
 ])
 def test_bench_refuses_bad_flags_with_one_line(flags, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "bench", *flags], cwd=REPO, capture_output=True, text=True)
+    module = "bench.profile" if flags[0] == "profile" else "bench"
+    flags = flags[1:] if flags[0] == "profile" else flags
+    result = subprocess.run([sys.executable, "-m", module, *flags], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
