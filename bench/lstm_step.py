@@ -111,8 +111,9 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     quality = time_to_quality(
         TrainerRunner(lambda strategy: LstmTask(full_epochs, data, strategy), full_epochs, loop_iterations=seq_len),
         QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
-    print(f"  time to held-out {QUALITY_THRESHOLD:g} bits/char: {quality['training_seconds']:.1f} s of training "
-          f"({quality['epochs']} epochs, reached {quality['value']:.3f})")
+    print(f"  time to held-out {QUALITY_THRESHOLD:g} bits/char: {quality['wall_seconds']:.1f} s "
+          f"({quality['training_seconds']:.1f} s of training steps; {quality['epochs']} epochs, "
+          f"reached {quality['value']:.3f})")
     return {"command": "python train.py lstm --corpus pydoc", "unit": "chars", "units": settings["units"],
             "layers": settings["layers"], "seq_len": seq_len, "batch_size": settings["batch_size"],
             "corpus": data.source, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "rows": rows,

@@ -67,6 +67,17 @@ def test_snapshot_schedule():
     assert snapshots(45) == list(range(2, 45, 2)) + [45]  # every 2nd epoch, and the last
 
 
+def test_figure_schedule():
+    from training.gan import is_figure_epoch
+
+    def figure_epochs(epochs):
+        return [epoch for epoch in range(1, epochs + 1) if is_figure_epoch(epoch, epochs)]
+
+    assert figure_epochs(50) == list(range(1, 51))
+    assert figure_epochs(500) == [1] + list(range(10, 501, 10))  # the first, every 10th and the last
+    assert figure_epochs(101) == [1] + list(range(2, 101, 2)) + [101]
+
+
 def test_evaluate_measures_quality_and_quality_over_training(tiny_gan_run):
     # 1,200 samples: more than the 1,000 test digits of the 5k sample, so all of those are compared.
     result = run_script("evaluate.py", tiny_gan_run, "--samples", 1200, "--over-training")
