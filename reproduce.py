@@ -26,7 +26,7 @@ from training import run_dir as run_files
 REPO = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(REPO, "docs")
 README = os.path.join(REPO, "README.md")
-EXPECTED_MINUTES = 40  # measured: 36 minutes on the 2-core CPU of the README (docs/results.json, wall_seconds)
+EXPECTED_MINUTES = 45  # measured: 44 minutes on the 2-core CPU of the README (docs/results.json, wall_seconds)
 DATA = "mnist-5k"  # the README's numbers are the offline 5k sample's; --data mnist measures full MNIST
 
 # Each experiment: a train.py command, the evaluate.py flags, and the run's files that become README figures.
