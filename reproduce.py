@@ -47,7 +47,8 @@ EXPERIMENTS = {
                           {"figures/samples_epoch_{epochs:03d}.png": "gan_recipe_samples.png"}
                           if name == "gan_tutorial" else {})}
        for name, flags in GAN_ABLATION.items()},
-    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "100"], "evaluate": ["--over-training"],
+    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "100"],
+              "evaluate": ["--over-training"],
               "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
                           "figures/class_histogram.png": "dcgan_class_histogram.png",
                           "figures/quality_over_training.png": "dcgan_quality_over_training.png"}},
@@ -89,10 +90,7 @@ def build_parser():
 
 
 def resolve(argv):
-    try:
-        args = build_parser().parse_args(argv)
-    except cli.UsageError as exc:
-        cli.fail(exc)
+    args = build_parser().parse_or_exit(argv)
     args.only = [group.strip() for group in args.only.split(",") if group.strip()]
     unknown = [group for group in args.only if group not in GROUPS]
     if unknown or not args.only:

@@ -37,10 +37,7 @@ def build_parser():
 
 
 def resolve(argv):
-    try:
-        args = build_parser().parse_args(argv)
-    except cli.UsageError as exc:
-        cli.fail(exc)
+    args = build_parser().parse_or_exit(argv)
     if not args.out.endswith(".json"):
         cli.fail(f"--out {args.out}: give a .json file name (the markdown table goes beside it as .md)")
     if os.path.isdir(args.out):
@@ -86,8 +83,8 @@ def markdown(report):
             lines.append(f"| {name} | {row['label']} | {row[f'{unit}_per_sec_median']:,.0f} {unit}/s | "
                          f"{row['mflops_per_sample']:.3f} | {row['gflops_per_sec']:.1f} | "
                          f"{row['fraction_of_peak']:.1%} |")
-    lines += ["", "| time to quality (ours, train.py's defaults) | wall-clock seconds | of which training steps | epochs |",
-              "| --- | --- | --- | --- |"]
+    lines += ["", "| time to quality (ours, train.py's defaults) | wall-clock seconds | of which training steps "
+              "| epochs |", "| --- | --- | --- | --- |"]
     for name, result in report["models"].items():
         if "time_to_quality" in result:
             quality = result["time_to_quality"]

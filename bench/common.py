@@ -95,6 +95,22 @@ def interleave(runners, epochs):
     return rates
 
 
+def engine_runners(ours, keras_io, settings, extra_runners, keras_io_label="keras-io (train_step + fit)",
+                   one_step_per_call=True):
+    """(runners, labels): ours at train.py's settings (`ours(**changed_settings)` makes a TrainerRunner), the
+    keras-io baseline and, with extra_runners, ours at one step per call and with the other --jit setting."""
+    runners = {"ours": ours(), "keras_io_fit": keras_io}
+    labels = {"ours": f"ours (train.py: Trainer, {settings['steps_per_execution']} steps per call)",
+              "keras_io_fit": keras_io_label}
+    if extra_runners and one_step_per_call:
+        runners["ours_one_step_per_call"] = ours(steps_per_execution=1)
+        labels["ours_one_step_per_call"] = "ours, --steps-per-execution 1"
+    if extra_runners:
+        runners["ours_jit"] = ours(jit=not settings["jit"])
+        labels["ours_jit"] = "ours, --no-jit" if settings["jit"] else "ours, --jit"
+    return runners, labels
+
+
 def measure_runners(runners, labels, epochs, unit, peak_gflops):
     """Interleaved throughput of every runner, its counted FLOPs and its share of the matmul peak."""
     rates = interleave(runners, epochs)

@@ -20,8 +20,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import flops  # noqa: E402
-from bench.common import (FitRunner, TrainerRunner, environment, image_dataset, measure_runners,  # noqa: E402
-                          print_rows)
+from bench.common import (FitRunner, TrainerRunner, engine_runners, environment, image_dataset,  # noqa: E402
+                          measure_runners, print_rows)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -98,15 +98,7 @@ def measure(peak_gflops, epochs, extra_runners=True):
         run_settings = {**settings, **flags}
         return TrainerRunner(lambda strategy: GanTask(run_settings, data, strategy), run_settings)
 
-    spe = settings["steps_per_execution"]
-    runners = {"ours": ours(), "keras_io_fit": keras_io_runner(settings, data)}
-    labels = {"ours": f"ours (train.py: Trainer, {spe} steps per call)",
-              "keras_io_fit": "keras-io (train_step + fit)"}
-    if extra_runners:
-        runners["ours_one_step_per_call"] = ours(steps_per_execution=1)
-        labels["ours_one_step_per_call"] = "ours, --steps-per-execution 1"
-        runners["ours_jit"] = ours(jit=not settings["jit"])
-        labels["ours_jit"] = "ours, --jit" if not settings["jit"] else "ours, --no-jit"
+    runners, labels = engine_runners(ours, keras_io_runner(settings, data), settings, extra_runners)
     rows = measure_runners(runners, labels, epochs, "images", peak_gflops)
     title = (f"GAN ({settings['arch']}, batch {settings['batch_size']}, R1 {settings['r1_gamma']:g}, "
              f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")

@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import flops  # noqa: E402
-from bench.common import FitRunner, TrainerRunner, environment, measure_runners, print_rows, time_to_quality  # noqa: E402
+from bench.common import (FitRunner, TrainerRunner, engine_runners, environment, measure_runners,  # noqa: E402
+                          print_rows, time_to_quality)
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -90,15 +91,9 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
         return TrainerRunner(lambda strategy: LstmTask(run_settings, data, strategy), run_settings,
                              loop_iterations=seq_len)
 
-    spe = settings["steps_per_execution"]
-    trained = ours()
-    runners = {"ours": trained, "keras_io_fit": keras_io_runner(settings, data, steps_per_epoch)}
-    labels = {"ours": f"ours (train.py: Trainer, {spe} steps per call)",
-              "keras_io_fit": "keras-io (compile + fit)"}
-    if extra_runners:
-        runners["ours_jit"] = ours(jit=not settings["jit"])
-        labels["ours_jit"] = "ours, --jit" if not settings["jit"] else "ours, --no-jit"
-    model = trained.trainer.task.model
+    runners, labels = engine_runners(ours, keras_io_runner(settings, data, steps_per_epoch), settings, extra_runners,
+                                     keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
+    model = runners["ours"].trainer.task.model
     rows = measure_runners(runners, labels, epochs, "chars", peak_gflops)
     title = (f"LSTM ({settings['layers']} x {settings['units']}), batch {settings['batch_size']} x {seq_len} "
              f"characters, {data.source}, {epochs} epochs of {steps_per_epoch} steps each, interleaved:")

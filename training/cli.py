@@ -37,6 +37,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
 
+    def parse_or_exit(self, argv):
+        """parse_args, or one `error:` line and exit status 2 (for scripts with no checks of their own)."""
+        try:
+            return self.parse_args(argv)
+        except UsageError as exc:
+            fail(exc)
+
 
 def one_line(exc, limit=160):
     """An exception's message as one short line, without TensorFlow's {{function_node ...}} prefix."""
