@@ -60,16 +60,15 @@ def assert_equal_up_to_summation_order(got_weights, expected_weights, learning_r
     """Weights of two runs whose only difference is the order in which replicas' gradients are summed.
 
     That order changes float round-off by ~1e-7; Adam divides by sqrt(v), which turns it into up to a
-    step's size (the learning rate) wherever a gradient is near 0: about 1% of the GAN's weights in these
-    tests (1.003% in the two-worker preemption test once the update became TensorFlow's fused Adam kernel;
-    its largest difference was 3.2e-5, a sixth of a step). So: at least 98% of the weights equal to 1e-5,
-    and none apart by more than one step.
+    step's size (the learning rate) wherever a gradient is near 0. So: nearly every weight equal to
+    1e-5, and none apart by more than one step. Compare only short runs: on CPUs whose matmul kernels
+    block rows by batch size, layouts differ in more than summation order, and that grows every step.
     """
     import numpy as np
 
     assert [a.shape for a in got_weights] == [b.shape for b in expected_weights]
     differences = np.concatenate([np.abs(a - b).ravel() for a, b in zip(got_weights, expected_weights)])
-    assert np.mean(differences > 1e-5) < 2e-2 and differences.max() < learning_rate, (
+    assert np.mean(differences > 1e-5) < 1e-2 and differences.max() < learning_rate, (
         np.mean(differences > 1e-5), differences.max())
 
 
