@@ -6,6 +6,7 @@ Throughput is samples per second within an epoch, counted from the end of its fi
 spell of this shared machine hits all of them, and the median epoch is what is compared.
 """
 
+import json
 import os
 import shutil
 import statistics
@@ -95,20 +96,31 @@ def interleave(runners, epochs):
     return rates
 
 
-def engine_runners(ours, keras_io, settings, extra_runners, keras_io_label="keras-io (train_step + fit)",
-                   one_step_per_call=True):
-    """(runners, labels): ours at train.py's settings (`ours(**changed_settings)` makes a TrainerRunner), the
-    keras-io baseline and, with extra_runners, ours at one step per call and with the other --jit setting."""
-    runners = {"ours": ours(), "keras_io_fit": keras_io}
+def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs, peak_gflops, extra_runners,
+                    loop_iterations=None, keras_io_label="keras-io (train_step + fit)", one_step_per_call=True):
+    """Measures ours (the Trainer at train.py's `settings`) against the keras-io baseline, interleaved, and
+    with extra_runners ours at one step per call and with the other --jit setting; prints the table.
+
+    Returns (rows, ours / keras-io ratio, ours' trained task, make_ours): make_ours(**changed_settings)
+    makes a fresh TrainerRunner, e.g. for time_to_quality.
+    """
+    def make_ours(**changed):
+        run_settings = {**settings, **changed}
+        return TrainerRunner(lambda strategy: task_class(run_settings, data, strategy), run_settings,
+                             loop_iterations)
+
+    runners = {"ours": make_ours(), "keras_io_fit": keras_io}
     labels = {"ours": f"ours (train.py: Trainer, {settings['steps_per_execution']} steps per call)",
               "keras_io_fit": keras_io_label}
     if extra_runners and one_step_per_call:
-        runners["ours_one_step_per_call"] = ours(steps_per_execution=1)
+        runners["ours_one_step_per_call"] = make_ours(steps_per_execution=1)
         labels["ours_one_step_per_call"] = "ours, --steps-per-execution 1"
     if extra_runners:
-        runners["ours_jit"] = ours(jit=not settings["jit"])
+        runners["ours_jit"] = make_ours(jit=not settings["jit"])
         labels["ours_jit"] = "ours, --no-jit" if settings["jit"] else "ours, --jit"
-    return runners, labels
+    trained_task = runners["ours"].trainer.task
+    rows = measure_runners(runners, labels, epochs, unit, peak_gflops)
+    return rows, print_rows(title, rows, unit, peak_gflops), trained_task, make_ours
 
 
 def measure_runners(runners, labels, epochs, unit, peak_gflops):
@@ -166,3 +178,13 @@ def image_dataset(images, to_model_range, batch_size):
 def environment():
     """What the numbers were measured with."""
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "cpus": os.cpu_count()}
+
+
+def run_alone(name, measure, out, **measure_args):
+    """One model's benchmark on its own (python -m bench.<model>_step): the matmul peak, then
+    measure(peak, **measure_args); written as JSON to `out` when given."""
+    peak = flops.matmul_peak()
+    result = {"matmul_peak_gflops": peak, **environment(), name: measure(peak["peak"], **measure_args)}
+    if out:
+        run_files.write_atomic(out, json.dumps(result, indent=2) + "\n")
+    return result

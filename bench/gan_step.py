@@ -11,7 +11,6 @@ their counted FLOPs per image are the same and only the engine differs:
 """
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,9 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench import flops  # noqa: E402
-from bench.common import (FitRunner, TrainerRunner, engine_runners, environment, image_dataset,  # noqa: E402
-                          measure_runners, print_rows)
+from bench.common import FitRunner, compare_engines, image_dataset, run_alone  # noqa: E402
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -93,16 +90,11 @@ def measure(peak_gflops, epochs, extra_runners=True):
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
     settings = vars(parse_args(["gan", "--data", "mnist-5k"]))
-
-    def ours(**flags):
-        run_settings = {**settings, **flags}
-        return TrainerRunner(lambda strategy: GanTask(run_settings, data, strategy), run_settings)
-
-    runners, labels = engine_runners(ours, keras_io_runner(settings, data), settings, extra_runners)
-    rows = measure_runners(runners, labels, epochs, "images", peak_gflops)
     title = (f"GAN ({settings['arch']}, batch {settings['batch_size']}, R1 {settings['r1_gamma']:g}, "
              f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")
-    ratio = print_rows(title, rows, "images", peak_gflops)
+    rows, ratio, _, _ = compare_engines(GanTask, settings, data, keras_io_runner(settings, data), title=title,
+                                        unit="images", epochs=epochs, peak_gflops=peak_gflops,
+                                        extra_runners=extra_runners)
     return {"command": "python train.py gan", "unit": "images", "arch": settings["arch"],
             "batch_size": settings["batch_size"], "data": data.source, "epochs": epochs, "rows": rows,
             "ratio_to_keras_io_fit": ratio}
@@ -113,12 +105,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=6, help="measured epochs per runner (after one warm-up)")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    peak = flops.matmul_peak()
-    result = {"matmul_peak_gflops": peak, **environment(), "gan": measure(peak["peak"], args.epochs)}
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return run_alone("gan", measure, args.out, epochs=args.epochs)
 
 
 if __name__ == "__main__":

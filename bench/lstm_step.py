@@ -13,7 +13,6 @@ Generation of --length characters after a one-character prompt, same trained wei
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -23,9 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench import flops  # noqa: E402
-from bench.common import (FitRunner, TrainerRunner, engine_runners, environment, measure_runners,  # noqa: E402
-                          print_rows, time_to_quality)
+from bench.common import FitRunner, compare_engines, run_alone, time_to_quality  # noqa: E402
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -86,26 +83,19 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     settings = vars(parse_args(["lstm", "--corpus", "pydoc", "--steps-per-epoch", str(steps_per_epoch)]))
     seq_len = settings["seq_len"]
 
-    def ours(**flags):
-        run_settings = {**settings, **flags}
-        return TrainerRunner(lambda strategy: LstmTask(run_settings, data, strategy), run_settings,
-                             loop_iterations=seq_len)
-
-    runners, labels = engine_runners(ours, keras_io_runner(settings, data, steps_per_epoch), settings, extra_runners,
-                                     keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
-    model = runners["ours"].trainer.task.model
-    rows = measure_runners(runners, labels, epochs, "chars", peak_gflops)
     title = (f"LSTM ({settings['layers']} x {settings['units']}), batch {settings['batch_size']} x {seq_len} "
              f"characters, {data.source}, {epochs} epochs of {steps_per_epoch} steps each, interleaved:")
-    ratio = print_rows(title, rows, "chars", peak_gflops)
+    rows, ratio, trained_task, make_ours = compare_engines(
+        LstmTask, settings, data, keras_io_runner(settings, data, steps_per_epoch), title=title, unit="chars",
+        epochs=epochs, peak_gflops=peak_gflops, extra_runners=extra_runners, loop_iterations=seq_len,
+        keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
+    model = trained_task.model
     generation = generation_speed(model, data, length)  # trained weights, so the text is not uniform noise
     print(f"  generating {length} characters: ours (stateful, compiled) {generation['ours_chars_per_sec']:.0f} "
           f"chars/s, the tutorial's predict-per-character loop {generation['tutorial_chars_per_sec']:.1f}: "
           f"{generation['ratio']:.0f}x")
-    full_epochs = {**settings, "steps_per_epoch": None}
-    quality = time_to_quality(
-        TrainerRunner(lambda strategy: LstmTask(full_epochs, data, strategy), full_epochs, loop_iterations=seq_len),
-        QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
+    quality = time_to_quality(make_ours(steps_per_epoch=None), QUALITY_METRIC, QUALITY_THRESHOLD,
+                              QUALITY_MAX_EPOCHS)  # whole epochs, as train.py runs them
     print(f"  time to held-out {QUALITY_THRESHOLD:g} bits/char: {quality['wall_seconds']:.1f} s "
           f"({quality['training_seconds']:.1f} s of training steps; {quality['epochs']} epochs, "
           f"reached {quality['value']:.3f})")
@@ -122,13 +112,8 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    peak = flops.matmul_peak()
-    result = {"matmul_peak_gflops": peak, **environment(),
-              "lstm": measure(peak["peak"], args.epochs, args.steps_per_epoch, args.length)}
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return run_alone("lstm", measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                     length=args.length)
 
 
 if __name__ == "__main__":

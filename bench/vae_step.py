@@ -11,7 +11,6 @@ and loss, so their counted FLOPs per image are the same and only the engine diff
 """
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,9 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench import flops  # noqa: E402
-from bench.common import (FitRunner, TrainerRunner, engine_runners, environment, image_dataset,  # noqa: E402
-                          measure_runners, print_rows, time_to_quality)
+from bench.common import FitRunner, compare_engines, image_dataset, run_alone, time_to_quality  # noqa: E402
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -81,17 +78,12 @@ def measure(peak_gflops, epochs, extra_runners=True):
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
     settings = vars(parse_args(["vae", "--data", "mnist-5k"]))
-
-    def ours(**flags):
-        run_settings = {**settings, **flags}
-        return TrainerRunner(lambda strategy: VaeTask(run_settings, data, strategy), run_settings)
-
-    runners, labels = engine_runners(ours, keras_io_runner(settings, data), settings, extra_runners)
-    rows = measure_runners(runners, labels, epochs, "images", peak_gflops)
     title = (f"VAE ({settings['arch']} {settings['units']}, latent {settings['latent_dim']}, batch "
              f"{settings['batch_size']}), {data.source}, {epochs} epochs each, interleaved:")
-    ratio = print_rows(title, rows, "images", peak_gflops)
-    quality = time_to_quality(ours(), QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
+    rows, ratio, _, make_ours = compare_engines(VaeTask, settings, data, keras_io_runner(settings, data),
+                                                title=title, unit="images", epochs=epochs,
+                                                peak_gflops=peak_gflops, extra_runners=extra_runners)
+    quality = time_to_quality(make_ours(), QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
     print(f"  time to held-out negative ELBO <= {QUALITY_THRESHOLD:g} nats: {quality['wall_seconds']:.1f} s "
           f"({quality['training_seconds']:.1f} s of training steps; {quality['epochs']} epochs, "
           f"reached {quality['value']:.2f})")
@@ -105,12 +97,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=6, help="measured epochs per runner (after one warm-up)")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    peak = flops.matmul_peak()
-    result = {"matmul_peak_gflops": peak, **environment(), "vae": measure(peak["peak"], args.epochs)}
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return result
+    return run_alone("vae", measure, args.out, epochs=args.epochs)
 
 
 if __name__ == "__main__":
