@@ -11,6 +11,8 @@ the figures into docs/figures/, writes docs/results.json and rewrites the README
                                           figures and tables written under DIR only, never over docs/
 """
 
+import concurrent.futures
+
 import datetime
 import json
 import os
@@ -18,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from training import cli  # no TensorFlow: a mistyped command is refused at once
@@ -73,6 +76,9 @@ GROUPS = ("gan", "dcgan", "vae", "lstm")
 QUICK_TRAIN = ["--epochs", "2", "--steps-per-epoch", "3"]
 QUICK_SKIPS = ("gan_no_r1", "gan_no_ema")  # ablation rows with no figure of their own: the same commands again
 QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": []}
+# Experiments at a time: one, so each measured training time is the machine's alone; two with --quick,
+# whose tiny runs are mostly process start-up and measure nothing.
+DEFAULT_JOBS, QUICK_JOBS = 1, 2
 
 
 def build_parser():
@@ -86,6 +92,9 @@ def build_parser():
                         help=f"comma-separated groups to run, of {', '.join(GROUPS)}")
     parser.add_argument("--data", choices=("mnist-5k", "mnist"), default=DATA,
                         help="the GAN's and VAE's data: the offline 5k sample (the README's), or full MNIST")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help=f"experiments run side by side (default {DEFAULT_JOBS}, so the training times are "
+                             f"measured alone; {QUICK_JOBS} with --quick)")
     return parser
 
 
@@ -102,21 +111,42 @@ def resolve(argv):
         cli.fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
     if os.path.exists(out) and not os.path.isdir(out):
         cli.fail(f"--out {args.out} is a file, not a directory")
+    if args.jobs is None:
+        args.jobs = QUICK_JOBS if args.quick else DEFAULT_JOBS
+    if args.jobs < 1:
+        cli.fail(f"--jobs must be 1 or more, got {args.jobs}")
     args.out = out
     args.update_readme = out == DOCS and not args.quick
     return args
 
 
-def run(command, log):
+class Transcript:
+    """Where progress goes: the console, a line at a time (each prefixed with its experiment's name when
+    experiments run side by side), and the log, every command's whole output; safe from several threads."""
+
+    def __init__(self, log, prefix_lines):
+        self.log, self.prefix_lines = log, prefix_lines
+        self.lock = threading.Lock()
+
+    def say(self, name, line):
+        with self.lock:
+            print(f"[{name}] {line}" if self.prefix_lines else line, flush=True)
+
+    def record(self, text):
+        with self.lock:
+            self.log.write(text)
+
+
+def run(command, transcript, name):
     """Runs `python command...` from the repository, printing it; returns its stdout."""
-    print("$ python " + " ".join(_quote(part) for part in command), flush=True)
+    transcript.say(name, "$ python " + " ".join(_quote(part) for part in command))
     started = time.perf_counter()
     result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    log.write(f"$ python {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
+    transcript.record(f"$ python {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
     if result.returncode != 0:
         cli.fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
-    print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    transcript.say(name, f"  done in {time.perf_counter() - started:.0f} s")
     return result.stdout
 
 
@@ -124,7 +154,7 @@ def _quote(part):
     return part if part and all(c.isalnum() or c in "-_./,=:" for c in part) else json.dumps(part, ensure_ascii=False)
 
 
-def run_experiment(name, spec, args, runs, figures_dir, log):
+def run_experiment(name, spec, args, runs, figures_dir, transcript):
     """Trains, evaluates (and for text, generates); returns the experiment's results and copies its figures."""
     run_dir = os.path.join(runs, name)
     train_flags = list(spec["train"])
@@ -133,11 +163,11 @@ def run_experiment(name, spec, args, runs, figures_dir, log):
     if args.quick:
         train_flags += QUICK_TRAIN
     started = time.perf_counter()
-    run(["train.py", *train_flags, "--run-dir", run_dir, "--overwrite", "--quiet"], log)
+    run(["train.py", *train_flags, "--run-dir", run_dir, "--overwrite", "--quiet"], transcript, name)
     command_seconds = time.perf_counter() - started
     model = spec["train"][0]
     evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] if args.quick else [])
-    run(["evaluate.py", run_dir, *evaluate_flags], log)
+    run(["evaluate.py", run_dir, *evaluate_flags], transcript, name)
     config = run_files.read_json(os.path.join(run_dir, "config.json"))
     history = run_files.read_history(run_dir)[-1]
     result = {"command": "python train.py " + " ".join(_quote(flag) for flag in train_flags),
@@ -147,13 +177,13 @@ def run_experiment(name, spec, args, runs, figures_dir, log):
               "samples_per_sec_last_epoch": history["samples_per_sec"],
               "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
     if "generate" in spec:
-        text = run(["generate.py", run_dir, *spec["generate"]], log).rstrip("\n")
+        text = run(["generate.py", run_dir, *spec["generate"]], transcript, name).rstrip("\n")
         result["generated"] = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, spec["generate"])),
                                "text": text}
     for source, target in spec["figures"].items():
         source_path = os.path.join(run_dir, source.format(epochs=config["settings"]["epochs"]))
         shutil.copyfile(source_path, os.path.join(figures_dir, target))
-        print(f"  figure: {os.path.relpath(os.path.join(figures_dir, target), REPO)}")
+        transcript.say(name, f"  figure: {os.path.relpath(os.path.join(figures_dir, target), REPO)}")
     return result
 
 
@@ -257,10 +287,18 @@ def main(argv=None):
           f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
           f"{'a few minutes' if args.quick else f'about {EXPECTED_MINUTES} minutes on a 2-core CPU'}")
     started = time.perf_counter()
+    chosen = [name for name, spec in EXPERIMENTS.items()
+              if spec["group"] in args.only and not (args.quick and name in QUICK_SKIPS)]
     with open(os.path.join(runs, "reproduce.log"), "w", encoding="utf-8") as log:  # every command's output
-        for name, spec in EXPERIMENTS.items():
-            if spec["group"] in args.only and not (args.quick and name in QUICK_SKIPS):
-                results[name] = run_experiment(name, spec, args, runs, figures_dir, log)
+        transcript = Transcript(log, prefix_lines=args.jobs > 1)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+        futures = {pool.submit(run_experiment, name, EXPERIMENTS[name], args, runs, figures_dir, transcript): name
+                   for name in chosen}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()  # a failed command's exit (status 2) comes out here
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
     machine_info = machine()
     report = {"machine": machine_info, "quick": args.quick, "wall_seconds": round(time.perf_counter() - started),

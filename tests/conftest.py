@@ -18,9 +18,10 @@ TINY_GAN = ["gan", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoc
 
 TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "6", "--seed", "3", "--quiet",
             "--kl-warmup", "1"]
+# A clip norm that clips every step, so the resume and replica tests compare the clipping itself.
 TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
              "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
-             "--learning-rate", "0.01"]
+             "--learning-rate", "0.01", "--clip-norm", "0.05"]
 
 
 def offline_env(tmp_path):
@@ -36,6 +37,21 @@ def run_script(script, *args, env=None, timeout=600):
     """Runs `python script args...` from the repository root; returns the CompletedProcess."""
     return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(main, *args, capsys):
+    """Runs a script's `main(args)` in this process, for commands that stop before training (refusals,
+    generation), without a new process's seconds of TensorFlow start-up. Returns a CompletedProcess with
+    the exit status and what was printed, as `run_script` does; an uncaught exception propagates, so a
+    traceback fails the test."""
+    capsys.readouterr()  # drop what earlier calls printed
+    try:
+        main([str(arg) for arg in args])
+        status = 0
+    except SystemExit as exit_info:
+        status = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+    printed = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, printed.out, printed.err)
 
 
 def train(*args, **kwargs):
@@ -88,14 +104,16 @@ def tiny_gan_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_vae_run(tmp_path_factory):
-    """A finished 2-epoch VAE run with a 2-D latent (so the manifold figure applies)."""
+    """A finished 2-epoch VAE run with a 2-D latent (so the manifold figure applies), its learning rate
+    on the schedule of a 4-epoch run, so the resume test can continue it."""
     run_dir = tmp_path_factory.mktemp("vae") / "tiny"
-    train(*TINY_VAE, "--epochs", 2, "--run-dir", run_dir)
+    train(*TINY_VAE, "--epochs", 2, "--lr-decay-epochs", 4, "--run-dir", run_dir)
     return run_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_lstm_run(tmp_path_factory):
+    """A finished 2-epoch tiny LSTM run on the pydoc corpus."""
     run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
     train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
     return run_dir

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import TINY_GAN, offline_env, run_script, tree_digest
+from conftest import TINY_GAN, offline_env, run_in_process, run_script, tree_digest
 
 
 def assert_refused(result, *expected):
@@ -51,17 +51,23 @@ def test_no_model_is_refused():
     assert_refused(run_script("train.py"), "MODEL")
 
 
-def test_existing_runs_are_never_damaged(tiny_gan_run, tmp_path):
+def test_existing_runs_are_never_damaged(tiny_gan_run, tmp_path, capsys):
+    import train
+
+    def refused_in_process(*argv):  # refusals on one device need no new process
+        return run_in_process(train.main, *argv, capsys=capsys)
+
     before = tree_digest(tiny_gan_run)
-    assert_refused(run_script("train.py", *TINY_GAN, "--run-dir", tiny_gan_run), "already holds a run",
+    assert_refused(refused_in_process(*TINY_GAN, "--run-dir", tiny_gan_run), "already holds a run",
                    "--resume", "--overwrite")
-    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "2"),
+    assert_refused(refused_in_process("gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "2"),
                    "already trained 2 epochs")
-    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run),  # its own 2 epochs
+    assert_refused(refused_in_process("gan", "--resume", "--run-dir", tiny_gan_run),  # its own 2 epochs
                    "already trained 2 epochs")
-    assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "3",
-                              "--batch-size", "64"), "--batch-size 64 differs from the run's 32")
-    # A global batch that does not divide over the replicas, even with --overwrite, leaves it alone.
+    assert_refused(refused_in_process("gan", "--resume", "--run-dir", tiny_gan_run, "--epochs", "3",
+                                      "--batch-size", "64"), "--batch-size 64 differs from the run's 32")
+    # A global batch that does not divide over the replicas, even with --overwrite, leaves it alone
+    # (in a new process: splitting the CPU into 2 devices must happen before TensorFlow starts).
     assert_refused(run_script("train.py", *TINY_GAN, "--batch-size", "33", "--cpu-replicas", "2",
                               "--overwrite", "--run-dir", tiny_gan_run),
                    "--batch-size 33 does not divide over 2 replicas; use a multiple of 2")
@@ -110,9 +116,11 @@ def test_auto_falls_back_to_the_bundled_sample_offline(tmp_path):
     assert '"source": "mnist-5k"' in (tmp_path / "run" / "config.json").read_text()
 
 
-def test_gpu_only_requests_are_refused_on_cpu(tmp_path):
-    assert_refused(run_script("train.py", *TINY_GAN, "--mixed-precision", "--run-dir", tmp_path / "run"),
-                   "--mixed-precision needs a GPU")
+def test_gpu_only_requests_are_refused_on_cpu(tmp_path, capsys):
+    import train
+
+    assert_refused(run_in_process(train.main, *TINY_GAN, "--mixed-precision", "--run-dir", tmp_path / "run",
+                                  capsys=capsys), "--mixed-precision needs a GPU")
     assert_refused(run_script("train.py", *TINY_GAN, "--jit", "--cpu-replicas", "2", "--run-dir", tmp_path / "run"),
                    "--jit runs on one replica only, and this run has 2")
     assert not (tmp_path / "run").exists()

@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_script, train
+from conftest import run_script
 from test_bad_input import assert_refused
-from test_vae import TINY_VAE
 
 NEW_KEYS = ("fid_classifier_features", "fid_floor_real_train_vs_test", "fid_ratio_to_floor", "classifier_score",
             "effective_classes", "confident_fraction")
@@ -102,11 +101,10 @@ def test_evaluate_measures_quality_and_quality_over_training(tiny_gan_run):
         assert (tiny_gan_run / "figures" / figure).stat().st_size > 1000
 
 
-def test_over_training_is_refused_without_snapshots_and_for_other_models(tiny_gan_run, tmp_path):
+def test_over_training_is_refused_without_snapshots_and_for_other_models(tiny_gan_run, tiny_vae_run, tmp_path):
     old_run = tmp_path / "before_snapshots"
     shutil.copytree(tiny_gan_run, old_run, ignore=shutil.ignore_patterns("checkpoints", "logs", "snapshots"))
     assert_refused(run_script("evaluate.py", old_run, "--over-training"), "no generator snapshots", "train")
     # The flag is refused as every model-specific flag is (an LSTM run goes the same way).
-    train(*TINY_VAE, "--epochs", 1, "--steps-per-epoch", 2, "--run-dir", tmp_path / "vae")
-    assert_refused(run_script("evaluate.py", tmp_path / "vae", "--over-training"),
-                   f"--over-training measures gan runs; {tmp_path / 'vae'} holds a vae run")
+    assert_refused(run_script("evaluate.py", tiny_vae_run, "--over-training"),
+                   f"--over-training measures gan runs; {tiny_vae_run} holds a vae run")

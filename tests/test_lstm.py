@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY_LSTM, model_weights, offline_env, run_script, train, tree_digest
+from conftest import TINY_LSTM, model_weights, offline_env, run_in_process, run_script, train, tree_digest
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -70,16 +70,20 @@ def test_a_short_training_lowers_held_out_bits_per_char(tiny_lstm_run):
     assert len(vocab["chars"]) == 103 and (tiny_lstm_run / "model.keras").is_file()
 
 
-def test_seeded_generation_is_repeatable(tiny_lstm_run):
+def test_seeded_generation_is_repeatable(tiny_lstm_run, capsys):
+    import generate as generate_script
+
     def generate(*flags):
-        result = run_script("generate.py", tiny_lstm_run, "--prompt", "The ", "--length", 80, *flags)
+        result = run_in_process(generate_script.main, tiny_lstm_run, "--prompt", "The ", "--length", 80, *flags,
+                                capsys=capsys)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 
-    first = generate("--seed", 5)
-    assert first.startswith("The ") and len(first) == len("The ") + 80 + 1
-    assert generate("--seed", 5) == first
-    assert generate("--seed", 6) != first
+    first = run_script("generate.py", tiny_lstm_run, "--prompt", "The ", "--length", 80, "--seed", 5)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.startswith("The ") and len(first.stdout) == len("The ") + 80 + 1
+    assert generate("--seed", 5) == first.stdout  # the same text in another process
+    assert generate("--seed", 6) != first.stdout
     assert generate("--seed", 5, "--top-k", 1) == generate("--seed", 9, "--top-k", 1)  # top-1 is greedy
 
 
@@ -97,18 +101,22 @@ def test_evaluate_writes_bits_per_char_samples_and_curves(tiny_lstm_run):
     assert (tiny_lstm_run / "figures" / "losses.png").stat().st_size > 1000
 
 
-def test_chinese_text_trains_and_generates(tmp_path):
+def test_chinese_text_trains_and_generates(tmp_path, capsys):
+    import generate
+
     corpus = tmp_path / "poems.txt"
     corpus.write_text(POEM * 60, encoding="utf-8")
     run_dir = tmp_path / "run"
     train("lstm", "--corpus", corpus, "--units", "16", "--embedding-dim", "8", "--seq-len", "12",
           "--batch-size", "8", "--epochs", "1", "--quiet", "--run-dir", run_dir)
-    result = run_script("generate.py", run_dir, "--prompt", "明月", "--length", 20)
+    result = run_in_process(generate.main, run_dir, "--prompt", "明月", "--length", 20, capsys=capsys)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("明月") and set(result.stdout.strip()) <= set(POEM)
 
 
-def test_the_bundled_tang_poems_train_offline(tmp_path):
+def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
+    import generate
+
     run_dir = tmp_path / "tang"
     result = train("lstm", "--corpus", "tang", "--units", "16", "--embedding-dim", "8", "--seq-len", "24",
                    "--batch-size", "16", "--steps-per-epoch", "5", "--epochs", "1", "--quiet", "--run-dir", run_dir,
@@ -116,24 +124,22 @@ def test_the_bundled_tang_poems_train_offline(tmp_path):
     assert "data: 3,000 Tang poems" in result.stdout
     vocabulary = json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))["chars"]
     assert len(vocabulary) == 4657 and "月" in vocabulary
-    generated = run_script("generate.py", run_dir, "--prompt", "床前明月光", "--length", 30)
+    generated = run_in_process(generate.main, run_dir, "--prompt", "床前明月光", "--length", 30, capsys=capsys)
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.startswith("床前明月光") and set(generated.stdout.strip()) <= set(vocabulary)
 
 
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_lstm_run, tmp_path):
-    """With a clip norm that clips every step, so the clipping itself is compared across replica layouts."""
-    clipped = [*TINY_LSTM, "--clip-norm", "0.05"]
-    train(*clipped, "--epochs", 2, "--run-dir", tmp_path / "full")
-    train(*clipped, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
-    train(*clipped, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
-    train(*clipped, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
-    full = model_weights(tmp_path / "full" / "model.keras")
+    """tiny_lstm_run is the uninterrupted 2-epoch run; TINY_LSTM's clip norm clips every step."""
+    train(*TINY_LSTM, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
+    train(*TINY_LSTM, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
+    train(*TINY_LSTM, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
+    full = model_weights(tiny_lstm_run / "model.keras")
     for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    one, two = read_history(tmp_path / "full"), read_history(tmp_path / "two")
+    one, two = read_history(tiny_lstm_run), read_history(tmp_path / "two")
     for column in ("loss", "test_loss"):
         np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
 
@@ -147,19 +153,26 @@ def bad_corpora(folder):
             "short": (folder / "short.txt", "fewer than one training sequence")}
 
 
-def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path):
+def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
+    import generate
+    import train as train_script
+
+    def refused(main, *args):
+        return run_in_process(main, *args, capsys=capsys)
+
     before = tree_digest(tiny_lstm_run)
     for name, (path, expected) in bad_corpora(tmp_path).items():
-        assert_refused(run_script("train.py", "lstm", "--corpus", path, "--run-dir", tmp_path / name), expected)
-    assert_refused(run_script("train.py", "lstm", "--seq-len", "0"), "--seq-len must be 1 or more")
-    assert_refused(run_script("train.py", "lstm", "--clip-norm", "-1"), "--clip-norm must be 0 or more")
-    assert_refused(run_script("train.py", "lstm", "--data", "mnist"), "unrecognized arguments: --data")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--length", "-1"), "--length must be in [0, 1,000,000], got -1")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--top-k", "0"), "--top-k must be 1 or more")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--prompt", "明月"), "'明' '月'")
-    assert_refused(run_script("generate.py", tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")
-    assert_refused(run_script("generate.py", tmp_path), "holds no run")
+        assert_refused(refused(train_script.main, "lstm", "--corpus", path, "--run-dir", tmp_path / name), expected)
+    assert_refused(refused(train_script.main, "lstm", "--seq-len", "0"), "--seq-len must be 1 or more")
+    assert_refused(refused(train_script.main, "lstm", "--clip-norm", "-1"), "--clip-norm must be 0 or more")
+    assert_refused(refused(train_script.main, "lstm", "--data", "mnist"), "unrecognized arguments: --data")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--length", "-1"),
+                   "--length must be in [0, 1,000,000], got -1")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--top-k", "0"), "--top-k must be 1 or more")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--prompt", "明月"), "'明' '月'")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")
+    assert_refused(refused(generate.main, tmp_path), "holds no run")
     assert tree_digest(tiny_lstm_run) == before
 
 

@@ -1,11 +1,12 @@
 """The VAE: its ELBO terms, the importance-weighted bound, training through the engine, export and evaluation."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from conftest import TINY_VAE, assert_equal_up_to_summation_order, model_weights, run_script, train
+from conftest import TINY_VAE, assert_equal_up_to_summation_order, model_weights, run_in_process, run_script, train
 from test_bad_input import assert_refused
 from training.cli import VAE_DEFAULTS
 from training.run_dir import read_history
@@ -91,11 +92,11 @@ def test_a_short_training_lowers_the_test_neg_elbo_far_below_its_start(tmp_path)
 
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_vae_run, tmp_path):
     """KL warm-up and the cosine schedule are functions of the checkpointed step count; the split of a
-    batch over replicas changes nothing."""
+    batch over replicas changes nothing. tiny_vae_run is the first 2 of 4 epochs."""
     full = tmp_path / "four"
     train(*TINY_VAE, "--epochs", 4, "--run-dir", full)
     half = tmp_path / "half"
-    train(*TINY_VAE, "--epochs", 2, "--lr-decay-epochs", 4, "--run-dir", half)
+    shutil.copytree(tiny_vae_run, half)
     train(*TINY_VAE, "--epochs", 4, "--resume", "--run-dir", half)
     two = tmp_path / "two"
     train(*TINY_VAE, "--epochs", 4, "--cpu-replicas", 2, "--run-dir", two)
@@ -166,16 +167,21 @@ def test_mixed_precision_and_xla_steps_run_and_stay_finite():
             keras.mixed_precision.set_global_policy("float32")
 
 
-def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path):
+def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path, capsys):
     from PIL import Image
+
+    import generate
 
     out = tmp_path / "digits.png"
     result = run_script("generate.py", tiny_vae_run, "--n", 12, "--out", out, "--seed", 4)
     assert result.returncode == 0, result.stderr[-2000:]
     first = out.read_bytes()
     assert Image.open(out).size == (3 * (10 * 30 + 2), 3 * (2 * 30 + 2))  # 10 columns, 2 rows, 3x enlarged
-    assert run_script("generate.py", tiny_vae_run, "--n", 12, "--out", out, "--seed", 4).returncode == 0
-    assert out.read_bytes() == first  # the same seed, the same digits
-    assert_refused(run_script("generate.py", tiny_vae_run, "--out", tmp_path / "x.jpg"), "must name a .png file")
-    assert_refused(run_script("generate.py", tiny_vae_run, "--out", tmp_path / "no" / "x.png"), "does not exist")
-    assert_refused(run_script("generate.py", tiny_vae_run, "--length", 5), "--length is for lstm runs")
+    # Again, in this process: the same seed, the same digits.
+    again = run_in_process(generate.main, tiny_vae_run, "--n", 12, "--out", out, "--seed", 4, capsys=capsys)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert out.read_bytes() == first
+    for flags, expected in ((["--out", tmp_path / "x.jpg"], "must name a .png file"),
+                            (["--out", tmp_path / "no" / "x.png"], "does not exist"),
+                            (["--length", 5], "--length is for lstm runs")):
+        assert_refused(run_in_process(generate.main, tiny_vae_run, *flags, capsys=capsys), expected)
