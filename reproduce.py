@@ -13,10 +13,8 @@ the figures into docs/figures/, writes docs/results.json and rewrites the README
 
 import concurrent.futures
 
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -187,16 +185,6 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript):
     return result
 
 
-def machine():
-    import keras
-    import tensorflow as tf
-
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "date": datetime.date.today().isoformat()}
-
-
 # The README's tables, made from results.json.
 
 def _percent(value):
@@ -300,7 +288,9 @@ def main(argv=None):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
-    machine_info = machine()
+    from training.distribute import describe_machine  # TensorFlow, only now that the runs are done
+
+    machine_info = describe_machine()
     report = {"machine": machine_info, "quick": args.quick, "wall_seconds": round(time.perf_counter() - started),
               "experiments": results}
     # Not run_files.write_json: that sorts the keys, and the experiments keep the README's order here.

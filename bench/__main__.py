@@ -104,11 +104,8 @@ def markdown(report):
 
 def main(argv=None):
     args = resolve(sys.argv[1:] if argv is None else argv)
-    import platform
-    import datetime
-
     from bench import flops, gan_step, lstm_step, vae_step
-    from bench.common import environment
+    from training import distribute
 
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -127,8 +124,7 @@ def main(argv=None):
     for result in models.values():
         for row in result["rows"].values():
             row["fraction_of_peak"] = round(row["gflops_per_sec"] / best["peak"], 3)
-    report = {"quick": args.quick, "date": datetime.date.today().isoformat(), "processor": platform.machine(),
-              **environment(), "matmul_peak_gflops": best,
+    report = {"quick": args.quick, **distribute.describe_machine(), "matmul_peak_gflops": best,
               "matmul_peak_runs": {"before": peak_before, "after": peak_after},
               "how_flops_were_counted": flops.HOW_COUNTED, "models": models}
     report["goals"] = goals_met(models)

@@ -7,7 +7,6 @@ spell of this shared machine hits all of them, and the median epoch is what is c
 """
 
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -17,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from bench import flops
-from training import loop
+from training import distribute, loop
 from training import run_dir as run_files
 
 
@@ -175,16 +174,11 @@ def image_dataset(images, to_model_range, batch_size):
             .shuffle(len(images), seed=0).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
-def environment():
-    """What the numbers were measured with."""
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "cpus": os.cpu_count()}
-
-
 def run_alone(name, measure, out, **measure_args):
     """One model's benchmark on its own (python -m bench.<model>_step): the matmul peak, then
     measure(peak, **measure_args); written as JSON to `out` when given."""
     peak = flops.matmul_peak()
-    result = {"matmul_peak_gflops": peak, **environment(), name: measure(peak["peak"], **measure_args)}
+    result = {"matmul_peak_gflops": peak, **distribute.describe_machine(), name: measure(peak["peak"], **measure_args)}
     if out:
         run_files.write_atomic(out, json.dumps(result, indent=2) + "\n")
     return result

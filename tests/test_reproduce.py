@@ -42,3 +42,4 @@ def test_quick_never_writes_over_the_committed_figures(tmp_path):
     assert_refused(run_script("reproduce.py", "--quick"), "--quick needs --out DIR")
     assert_refused(run_script("reproduce.py", "--quick", "--out", os.path.join(REPO, "docs", "x")), "inside docs/")
     assert_refused(run_script("reproduce.py", "--only", "gan,bogus", "--out", tmp_path), "--only takes groups")
+    assert_refused(run_script("reproduce.py", "--jobs", "0", "--out", tmp_path), "--jobs must be 1 or more, got 0")

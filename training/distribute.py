@@ -5,7 +5,9 @@ machines (MultiWorkerMirroredStrategy, from TF_CONFIG). `--cpu-replicas N` split
 N logical devices so the mirrored path runs, and is tested, on a machine without GPUs.
 """
 
+import datetime
 import os
+import platform
 
 import keras
 import tensorflow as tf
@@ -50,6 +52,14 @@ def choose_strategy(name, cpu_replicas):
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops), name
     assert name == "multi-worker", name  # the choices of --strategy
     return tf.distribute.MultiWorkerMirroredStrategy(), name
+
+
+def describe_machine():
+    """The machine and software a measurement was made with, and the date: for reproduce.py's and the
+    bench's reports."""
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+            "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "date": datetime.date.today().isoformat()}
 
 
 def is_chief(strategy):
