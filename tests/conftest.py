@@ -16,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # A tiny but real GAN run on the bundled data: a few steps of every epoch.
 TINY_GAN = ["gan", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "4", "--seed", "3", "--quiet"]
 
+GAN_LEARNING_RATE = 2e-4  # train.py gan's default, the largest step a weight takes
+
 TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoch", "6", "--seed", "3", "--quiet",
             "--kl-warmup", "1"]
 # A clip norm that clips every step, so the resume and replica tests compare the clipping itself.

@@ -34,6 +34,6 @@ def test_generator_range_and_discriminator_shape(arch):
 def test_dcgan_shapes_follow_the_design():
     generator, discriminator = gan.build_dcgan_generator(100), gan.build_dcgan_discriminator()
     shapes = [tuple(layer.output.shape[1:]) for layer in generator.layers]
-    assert (7, 7, 128) in shapes and (14, 14, 64) in shapes
+    assert (7, 7, 128) in shapes and (14, 14, 64) in shapes and (28, 28, 32) in shapes
     shapes = [tuple(layer.output.shape[1:]) for layer in discriminator.layers]
-    assert (14, 14, 64) in shapes and (7, 7, 128) in shapes
+    assert (14, 14, 64) in shapes and (7, 7, 128) in shapes and (256,) in shapes

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TINY_GAN, model_weights, train
+from conftest import GAN_LEARNING_RATE, TINY_GAN, assert_equal_up_to_summation_order, model_weights, train
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -91,10 +91,9 @@ def test_two_cpu_replicas_equal_one(tmp_path, arch, remedies):
     assert config["strategy"] == {"name": "mirrored", "replicas": 2, "global_batch_size": 16,
                                   "per_replica_batch_size": 8}
     for name in ("generator.keras", "discriminator.keras"):
-        one, two = model_weights(tmp_path / "one" / name), model_weights(tmp_path / "two" / name)
-        assert len(one) == len(two)
-        for a, b in zip(one, two):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # Seen here: the DCGAN's discriminator with 5 of 131,072 kernel weights beyond 1e-5 (3.9e-5 at most).
+        assert_equal_up_to_summation_order(model_weights(tmp_path / "two" / name),
+                                           model_weights(tmp_path / "one" / name), GAN_LEARNING_RATE)
     for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two")):
         np.testing.assert_allclose(np.float64(a), np.float64(b), rtol=1e-4)
 

@@ -8,9 +8,7 @@ import sys
 
 import numpy as np
 
-from conftest import REPO, TINY_GAN, assert_equal_up_to_summation_order, model_weights, train
-
-GAN_LEARNING_RATE = 2e-4  # train.py gan's default
+from conftest import GAN_LEARNING_RATE, REPO, TINY_GAN, assert_equal_up_to_summation_order, model_weights, train
 
 
 def free_port():
