@@ -48,7 +48,8 @@ EXPERIMENTS = {
                           {"figures/samples_epoch_{epochs:03d}.png": "gan_recipe_samples.png"}
                           if name == "gan_tutorial" else {})}
        for name, flags in GAN_ABLATION.items()},
-    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "100"],
+    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "120",
+                                         "--learning-rate", "1e-3"],
               "evaluate": ["--over-training"],
               "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
                           "figures/class_histogram.png": "dcgan_class_histogram.png",
@@ -198,7 +199,7 @@ def gan_table(results):
     labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
               "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
-              "dcgan": "`--arch dcgan --batch-size 64 --epochs 100` (the same remedies)"}
+              "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3` (the same remedies)"}
     for name, label in labels.items():
         if name not in results:
             continue
