@@ -1,7 +1,6 @@
 """Faults: a real training process stopped by SIGINT, SIGTERM or SIGKILL at a random moment resumes to
 the same final weights as an uninterrupted run; a damaged latest checkpoint falls back to the one before."""
 
-import json
 import os
 import random
 import shutil
@@ -15,7 +14,7 @@ import pytest
 
 from conftest import REPO, model_weights, run_script, train, tree_digest
 from test_bad_input import assert_refused
-from test_multi_worker import free_port
+from test_multi_worker import new_cluster, run_two_workers, worker_env
 
 # Four full epochs of the 5k sample (62 steps each): long enough to be stopped in the middle of one.
 FAULT_RUN = ["gan", "--data", "mnist-5k", "--batch-size", "64", "--epochs", "4", "--seed", "5",
@@ -117,22 +116,6 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(uninterrupted_
     assert tree_digest(run_dir) == before
 
 
-def worker_env(cluster, index):
-    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-
-
-def run_two_workers(args):
-    """Runs `train.py ARGS` as the two workers of a new localhost cluster; returns their (stdout, stderr)."""
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
-    workers = [subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *map(str, args)], cwd=REPO,
-                                env=dict(os.environ, **worker_env(cluster, index)), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-               for index in range(2)]
-    outputs = [worker.communicate(timeout=300) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][1][-1500:] + outputs[1][1][-1500:]
-    return outputs
-
-
 def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     """A preemption notice reaching one worker of two: both checkpoint the same step (the chief writes it)
     and stop; the same two workers then resume to exactly the weights and epoch means of an uninterrupted
@@ -141,7 +124,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     tests/test_multi_worker.py compares the layouts over a few steps.)"""
     short = ["--steps-per-epoch", "4"]
     run_two_workers([*FAULT_RUN, *short, "--quiet", "--run-dir", tmp_path / "reference"])
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    cluster = new_cluster()
     run_dir = tmp_path / "cluster"
     workers = [start_training(run_dir, worker_env(cluster, index), short) for index in range(2)]
     wait_for_training(workers[0])

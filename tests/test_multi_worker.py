@@ -17,21 +17,34 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def new_cluster():
+    return {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+
+
+def worker_env(cluster, index):
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+
+
+def run_two_workers(args, extra_env=lambda index: {}, timeout=300):
+    """Runs `train.py ARGS` as the two workers of a new localhost cluster (worker i's environment plus
+    extra_env(i)); asserts both succeed and returns their [(stdout, stderr)]."""
+    cluster = new_cluster()
+    workers = [subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *map(str, args)], cwd=REPO,
+                                env=dict(os.environ, **worker_env(cluster, index), **extra_env(index)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for index in range(2)]
+    outputs = [worker.communicate(timeout=timeout) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][1][-1500:] + outputs[1][1][-1500:]
+    return outputs
+
+
 def test_two_workers_equal_one_process(tmp_path):
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     common = [*TINY_GAN, "--epochs", "2", "--steps-per-epoch", "3"]
-    workers = []
+    # Each worker's temporary files go to its own folder, to check that the non-chief cleans up.
     for index in range(2):
-        # Each worker's temporary files go to its own folder, to check that the non-chief cleans up.
         (tmp_path / f"tmp{index}").mkdir()
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   TMPDIR=str(tmp_path / f"tmp{index}"))
-        workers.append(subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *common,
-                                         "--run-dir", str(tmp_path / "cluster")],
-                                        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (stdout, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
+    outputs = run_two_workers([*common, "--run-dir", tmp_path / "cluster"],
+                              extra_env=lambda index: {"TMPDIR": str(tmp_path / f"tmp{index}")}, timeout=600)
     assert "multi-worker with 2 replica(s)" in outputs[0][0]
     # Both workers end with the same weights (only the chief exports them; each prints their fingerprint).
     fingerprints = [[line for line in stdout.splitlines() if line.startswith("weights sha256 ")] for stdout, _ in outputs]
