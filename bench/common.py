@@ -7,6 +7,7 @@ spell of this shared machine hits all of them, and the median epoch is what is c
 """
 
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -16,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from bench import flops
-from training import distribute, loop
+from training import cli, distribute, loop
 from training import run_dir as run_files
 
 
@@ -182,3 +183,30 @@ def run_alone(name, measure, out, **measure_args):
     if out:
         run_files.write_atomic(out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def step_parser(model, doc, epochs):
+    """The command line of `python -m bench.<model>_step`: --epochs and --out; each adds its own."""
+    parser = cli.Parser(prog=f"python -m bench.{model}_step", description=" ".join(doc.split("\n\n")[0].split()))
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help=f"measured epochs per runner, after a warm-up (default: {epochs})")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    return parser
+
+
+def parse_step_args(parser, argv, at_least_one=("epochs",)):
+    """Parsed flags, or one `error:` line and exit status 2, before anything is measured."""
+    args = parser.parse_or_exit(argv)
+    for name in at_least_one:
+        if getattr(args, name) < 1:
+            cli.fail(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+    if args.out:
+        if os.path.isdir(args.out):
+            cli.fail(f"--out {args.out} is a directory; give a file name")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            run_files.require_writable(folder)
+        except (OSError, run_files.RunDirError) as exc:
+            cli.fail(f"--out {args.out}: {cli.one_line(exc)}")
+    return args

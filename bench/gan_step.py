@@ -10,7 +10,6 @@ their counted FLOPs per image are the same and only the engine differs:
             non-saturating, the R1 penalty and the generator's moving average, as train.py's defaults.
 """
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, compare_engines, image_dataset, run_alone  # noqa: E402
+from bench.common import (FitRunner, compare_engines, image_dataset, parse_step_args, run_alone,  # noqa: E402
+                          step_parser)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -101,10 +101,7 @@ def measure(peak_gflops, epochs, extra_runners=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.gan_step", description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=6, help="measured epochs per runner (after one warm-up)")
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = parse_step_args(step_parser("gan", __doc__, epochs=6), argv)
     return run_alone("gan", measure, args.out, epochs=args.epochs)
 
 

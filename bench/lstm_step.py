@@ -12,7 +12,6 @@ Generation of --length characters after a one-character prompt, same trained wei
   tutorial: for each new character, model.predict on the whole text so far and sample from its last position
 """
 
-import argparse
 import os
 import time
 
@@ -22,7 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, compare_engines, run_alone, time_to_quality  # noqa: E402
+from bench.common import (FitRunner, compare_engines, parse_step_args, run_alone, step_parser,  # noqa: E402
+                          time_to_quality)
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -106,12 +106,10 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.lstm_step", description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per runner (after a warm-up)")
-    parser.add_argument("--steps-per-epoch", type=int, default=40)
+    parser = step_parser("lstm", __doc__, epochs=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=40, help="training steps per measured epoch")
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = parse_step_args(parser, argv, at_least_one=("epochs", "steps_per_epoch", "length"))
     return run_alone("lstm", measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                      length=args.length)
 

@@ -10,7 +10,6 @@ and loss, so their counted FLOPs per image are the same and only the engine diff
             https://keras.io/examples/generative/vae/), with this project's loss from logits.
 """
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, compare_engines, image_dataset, run_alone, time_to_quality  # noqa: E402
+from bench.common import (FitRunner, compare_engines, image_dataset, parse_step_args, run_alone,  # noqa: E402
+                          step_parser, time_to_quality)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -93,10 +93,7 @@ def measure(peak_gflops, epochs, extra_runners=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.vae_step", description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=6, help="measured epochs per runner (after one warm-up)")
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = parse_step_args(step_parser("vae", __doc__, epochs=6), argv)
     return run_alone("vae", measure, args.out, epochs=args.epochs)
 
 

@@ -72,14 +72,21 @@ def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     (["--epochs", "3"], "unrecognized arguments"),
     (["profile", "gan", "--batch-size", "0"], "--batch-size must be 1 or more"),
     (["profile", "gan", "--resume"], "drop --resume"),
+    (["gan_step", "--epochs", "0"], "--epochs must be 1 or more"),
+    (["vae_step", "--out", "."], "is a directory"),
+    (["lstm_step", "--length", "0"], "--length must be 1 or more"),
 ])
 def test_bench_refuses_bad_flags_with_one_line(flags, message, capsys):
-    from bench import __main__ as bench_main
-    from bench import profile
+    import importlib
 
-    main = profile.main if flags[0] == "profile" else bench_main.main
+    from bench import __main__ as bench_main
+
+    if flags[0] in ("profile", "gan_step", "vae_step", "lstm_step"):
+        main, flags = importlib.import_module(f"bench.{flags[0]}").main, flags[1:]
+    else:
+        main = bench_main.main
     with pytest.raises(SystemExit) as exit_info:
-        main(flags[1:] if flags[0] == "profile" else flags)
+        main(flags)
     stderr = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert stderr.startswith("error:") and message in stderr
