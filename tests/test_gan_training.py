@@ -79,7 +79,8 @@ def test_same_seed_gives_identical_runs_whatever_the_steps_per_execution(tiny_ga
     assert losses(tmp_path / "other")[0] != losses(tiny_gan_run)[0]
 
 
-@pytest.mark.parametrize("arch,remedies", [("mlp", ["--r1-gamma", "1", "--ema", "0.9", "--label-smoothing", "0.1"]),
+@pytest.mark.parametrize("arch,remedies", [("mlp", ["--r1-gamma", "1", "--ema", "0.9", "--label-smoothing", "0.1",
+                                                     "--lr-schedule", "cosine"]),
                                             ("dcgan", [])])
 def test_two_cpu_replicas_equal_one(tmp_path, arch, remedies):
     common = ["gan", "--arch", arch, "--data", "mnist-5k", "--batch-size", "16", "--steps-per-epoch", "3",

@@ -45,3 +45,26 @@ def test_fused_updates_equal_keras_updates(fused, reference, kwargs):
 def test_no_fused_optimizer_flag_gives_keras_classes():
     assert optimizers.adam_class({"fused_optimizer": False}) == (keras.optimizers.Adam, keras.optimizers.AdamW)
     assert optimizers.adam_class({}) == (optimizers.FusedAdam, optimizers.FusedAdamW)
+
+
+def test_gan_optimizers_follow_the_lr_schedule():
+    """train.py gan --lr-schedule cosine: D's and G's Adam decay from --learning-rate to 0 over
+    --lr-decay-epochs, counted in training steps; the default stays constant."""
+    from datasets import mnist
+    from training import cli
+    from training.gan import GanTask
+
+    data = mnist.load("mnist-5k")
+    flags = ["gan", "--data", "mnist-5k", "--batch-size", "64", "--steps-per-epoch", "5", "--learning-rate", "1e-3"]
+    constant = GanTask(vars(cli.parse_args(flags)), data, tf.distribute.get_strategy())
+    for optimizer in (constant.g_optimizer, constant.d_optimizer):
+        optimizer.iterations.assign(1000)
+        assert float(optimizer.learning_rate) == np.float32(1e-3)
+    settings = vars(cli.parse_args(flags + ["--lr-schedule", "cosine", "--lr-decay-epochs", "2"]))
+    task = GanTask(settings, data, tf.distribute.get_strategy())
+    for optimizer in (task.g_optimizer, task.d_optimizer):
+        rates = []
+        for step in (0, 5, 10, 20):  # 5 steps per epoch: the start, halfway, the end, past it
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        np.testing.assert_allclose(rates, [1e-3, 0.5e-3, 0, 0], atol=1e-9)

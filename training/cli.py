@@ -97,7 +97,7 @@ def _add_shared_flags(parser, model, image_data=True):
 # Each model's defaults; a resumed run keeps the values recorded in its config.json.
 # The GAN's batch is the tutorial's 128: twice the images per step of batch 64 for 1.5 times the time on a
 # CPU (bench/), and over 500 epochs as good by every measure (docs/gan_search).
-GAN_DEFAULTS = {"epochs": 500, "batch_size": 128}
+GAN_DEFAULTS = {"epochs": 500, "batch_size": 128, "lr_schedule": "constant"}
 VAE_DEFAULTS = {"epochs": 50, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 0.05,
                 "lr_schedule": "cosine"}
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
@@ -142,6 +142,7 @@ def build_parser():
     gan.add_argument("--noise-dim", type=int, default=100, help="length of the generator's noise vector z")
     gan.add_argument("--learning-rate", type=finite_float, default=2e-4, help="Adam learning rate of both D and G")
     gan.add_argument("--beta-1", type=finite_float, default=0.5, help="Adam beta_1 of both D and G")
+    _add_schedule_flags(gan)
     gan.add_argument("--r1-gamma", type=finite_float, default=1.0,
                      help="R1 penalty weight on D's gradient at real images (Mescheder et al. 2018); 0: off")
     gan.add_argument("--ema", type=finite_float, default=0.999,
@@ -196,6 +197,11 @@ def _add_optimizer_flags(parser):
     parser.add_argument("--learning-rate", type=finite_float, help="peak learning rate of AdamW")
     parser.add_argument("--weight-decay", type=finite_float, help="AdamW's decoupled weight decay "
                         "(Loshchilov & Hutter 2019); 0: plain Adam")
+    _add_schedule_flags(parser)
+
+
+def _add_schedule_flags(parser):
+    """--lr-schedule and --lr-decay-epochs (training/optimizers.learning_rate); each model sets the default."""
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine decay to 0 over "
                         "--lr-decay-epochs")
     parser.add_argument("--lr-decay-epochs", type=int, default=None,
@@ -225,10 +231,10 @@ def parse_args(argv):
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
         if not args.r1_gamma >= 0:
             raise UsageError(f"--r1-gamma must be 0 or more, got {args.r1_gamma}")
+    if args.lr_decay_epochs is None:  # every model has --lr-schedule
+        args.lr_decay_epochs = args.epochs
+    _require_at_least(args, "lr_decay_epochs", 1)
     if args.model in ("vae", "lstm"):
-        if args.lr_decay_epochs is None:
-            args.lr_decay_epochs = args.epochs
-        _require_at_least(args, "lr_decay_epochs", 1)
         if not 0 <= args.weight_decay < 1:
             raise UsageError(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.model == "vae":

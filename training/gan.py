@@ -106,11 +106,12 @@ class GanTask:
         self.fixed_noise = pipeline.keyed_normal((GRID_SAMPLES, self.noise_dim), self.seed, FIXED_NOISE_KEY)
         self.total_epochs = settings.get("epochs")  # None when built without train.py's settings: no snapshots
 
-    @staticmethod
-    def _adam(settings, mixed_precision, ema_momentum=0.0):
+    def _adam(self, settings, mixed_precision, ema_momentum=0.0):
         # use_ema: Keras keeps an exponential moving average of the weights inside the optimizer.
-        optimizer = optimizers.adam_class(settings)[0](settings["learning_rate"], beta_1=settings["beta_1"],
-                                          use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99)
+        # D and G each take one step per training step, so both follow the same --lr-schedule.
+        optimizer = optimizers.adam_class(settings)[0](
+            optimizers.learning_rate(settings, self.steps_per_epoch), beta_1=settings["beta_1"],
+            use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99)
         # Under mixed_float16, scale the loss so small float16 gradients do not flush to zero.
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
