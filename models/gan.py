@@ -2,6 +2,8 @@
 
 Images are (batch, 28, 28, 1) in [-1, 1]; the generator maps noise z ~ N(0, I) to an image and
 the discriminator maps an image to one logit, log D(x) / (1 - D(x)), positive meaning "real".
+With an InfoGAN code (code_classes > 0) the generator also sees a categorical code read from z, and
+with_code_head adds the head on the discriminator that reads the code back from an image.
 """
 
 import keras
@@ -15,10 +17,26 @@ MLP_DISCRIMINATOR_UNITS = (1024, 512, 256, 128)
 DCGAN_DISCRIMINATOR_UNITS = 256
 
 
-def build_generator(noise_dim=100):
-    """The tutorial's MLP generator: z (batch, noise_dim) -> images (batch, 28, 28, 1) in [-1, 1] (tanh)."""
+def _generator_input(noise_dim, code_classes):
+    """(the noise input, what G's first layer sees): z, or [z, c] with an InfoGAN code of code_classes.
+
+    InfoGAN's categorical code c (Chen et al. 2016) is read from the noise: c = one_hot(argmax(z[:, :K])).
+    The argmax of K independent N(0, 1) entries is uniform over the K values, so c ~ Cat(K) as InfoGAN
+    draws it, and G still takes z alone: sampling, export and evaluation are unchanged (Keras records
+    the ops in the model, so keras.models.load_model still loads it alone). Because c jumps from one
+    value to the next where z crosses a boundary, G can jump from one digit to another there instead
+    of drawing blends of both.
+    """
     noise = keras.Input((noise_dim,), name="noise")
-    x = noise
+    if not code_classes:
+        return noise, noise
+    code = keras.ops.one_hot(keras.ops.argmax(noise[:, :code_classes], axis=-1), code_classes)
+    return noise, layers.Concatenate()([noise, code])
+
+
+def build_generator(noise_dim=100, code_classes=0):
+    """The tutorial's MLP generator: z (batch, noise_dim) -> images (batch, 28, 28, 1) in [-1, 1] (tanh)."""
+    noise, x = _generator_input(noise_dim, code_classes)
     for units in MLP_GENERATOR_UNITS:
         x = layers.Dense(units)(x)
         x = layers.LeakyReLU(LEAKY_SLOPE)(x)
@@ -49,13 +67,13 @@ def _batch_norm_leaky(x):
     return layers.LeakyReLU(LEAKY_SLOPE)(x)
 
 
-def build_dcgan_generator(noise_dim=100):
+def build_dcgan_generator(noise_dim=100, code_classes=0):
     """A small DCGAN generator: z -> 7x7x128 -> 14x14x64 (twice) -> 28x28x32 -> images (batch, 28, 28, 1)
     in [-1, 1]. Each 4x4 stride-2 transposed convolution doubles the resolution; the 3x3 convolution after
     each one refines what it drew at that resolution (without them the strokes came out blurred and
     malformed: docs/gan_search/)."""
-    noise = keras.Input((noise_dim,), name="noise")
-    x = _batch_norm_leaky(layers.Dense(7 * 7 * 128, use_bias=False)(noise))
+    noise, x = _generator_input(noise_dim, code_classes)
+    x = _batch_norm_leaky(layers.Dense(7 * 7 * 128, use_bias=False)(x))
     x = layers.Reshape((7, 7, 128))(x)
     x = _batch_norm_leaky(layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False)(x))
     x = _batch_norm_leaky(layers.Conv2D(64, 3, padding="same", use_bias=False)(x))
@@ -93,7 +111,16 @@ BUILDERS = {
 }
 
 
-def build_pair(arch="mlp", noise_dim=100):
+def build_pair(arch="mlp", noise_dim=100, code_classes=0):
     """Returns (generator, discriminator) for `arch` ("mlp", the tutorial's, or "dcgan")."""
     build_g, build_d = BUILDERS[arch]
-    return build_g(noise_dim), build_d()
+    return build_g(noise_dim, code_classes), build_d()
+
+
+def with_code_head(discriminator, code_classes):
+    """InfoGAN's Q: images -> (D's logits, code logits (batch, code_classes)). The code head is one Dense
+    layer on D's last hidden layer, so Q shares D's body and costs almost nothing; D itself is unchanged."""
+    hidden = discriminator.layers[-2].output
+    code_logits = layers.Dense(code_classes, dtype="float32", name="code_logits")(hidden)
+    return keras.Model(discriminator.inputs, [discriminator.outputs[0], code_logits],
+                       name=discriminator.name + "_with_code_head")

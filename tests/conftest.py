@@ -74,19 +74,22 @@ def tree_digest(path):
     return digest.hexdigest()
 
 
-def assert_equal_up_to_summation_order(got_weights, expected_weights, learning_rate):
-    """Weights of two runs whose only difference is the order in which replicas' gradients are summed.
+def assert_equal_up_to_summation_order(got_weights, expected_weights, learning_rate, steps):
+    """Weights of two runs of `steps` updates whose only difference is the order in which replicas'
+    gradients are summed.
 
-    That order changes float round-off by ~1e-7; Adam divides by sqrt(v), which turns it into up to a
-    step's size (the learning rate) wherever a gradient is near 0. So: nearly every weight equal to
-    1e-5, and none apart by more than one step. Compare only short runs: on CPUs whose matmul kernels
+    That order changes float round-off by ~1e-7; Adam divides by sqrt(v), which turns it into a step of
+    up to about the learning rate wherever a gradient is near 0, and of either sign: there two runs can
+    part by up to 2 x learning rate x steps (seen: the DCGAN with --info-code 10, one weight moved
+    +1.8e-4 in one run and -6.3e-5 in the other over 3 steps of 2e-4). So: nearly every weight equal to
+    1e-5, and none apart by more than that bound. Compare only short runs: on CPUs whose matmul kernels
     block rows by batch size, layouts differ in more than summation order, and that grows every step.
     """
     import numpy as np
 
     assert [a.shape for a in got_weights] == [b.shape for b in expected_weights]
     differences = np.concatenate([np.abs(a - b).ravel() for a, b in zip(got_weights, expected_weights)])
-    assert np.mean(differences > 1e-5) < 1e-2 and differences.max() < learning_rate, (
+    assert np.mean(differences > 1e-5) < 1e-2 and differences.max() < 2 * learning_rate * steps, (
         np.mean(differences > 1e-5), differences.max())
 
 

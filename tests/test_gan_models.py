@@ -37,3 +37,25 @@ def test_dcgan_shapes_follow_the_design():
     assert (7, 7, 128) in shapes and (14, 14, 64) in shapes and (28, 28, 32) in shapes
     shapes = [tuple(layer.output.shape[1:]) for layer in discriminator.layers]
     assert (14, 14, 64) in shapes and (7, 7, 128) in shapes and (256,) in shapes
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_generator_with_a_code_reads_it_from_z_and_loads_alone(arch, tmp_path):
+    import keras
+
+    generator, discriminator = gan.build_pair(arch, noise_dim=16, code_classes=4)
+    assert generator.input_shape == (None, 16)  # G still takes z alone
+    # G's first layer sees [z, c], c the one-hot argmax of z's first 4 entries
+    concatenate = next(layer for layer in generator.layers if isinstance(layer, keras.layers.Concatenate))
+    noise = np.random.default_rng(1).normal(size=(8, 16)).astype("float32")
+    seen = np.asarray(keras.Model(generator.inputs, concatenate.output)(noise))
+    np.testing.assert_array_equal(seen, np.concatenate([noise, np.eye(4)[noise[:, :4].argmax(axis=1)]], axis=1))
+    path = str(tmp_path / "generator.keras")
+    generator.save(path)
+    other_noise = np.random.default_rng(2).normal(size=(8, 16)).astype("float32")
+    np.testing.assert_allclose(keras.models.load_model(path)(other_noise, training=False),  # no custom objects
+                               generator(other_noise, training=False), atol=1e-6)
+    judge = gan.with_code_head(discriminator, 4)
+    logits, code_logits = judge(generator(noise))
+    assert logits.shape == (8, 1) and code_logits.shape == (8, 4)
+    np.testing.assert_allclose(logits, discriminator(generator(noise)), atol=1e-6)  # Q shares D's body

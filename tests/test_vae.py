@@ -105,7 +105,7 @@ def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_vae_run, tmp_p
             np.testing.assert_array_equal(a, b)
         # Seen here: 0.03% of the weights beyond 1e-5, the largest difference 1.2e-3 (the step is 3e-3).
         assert_equal_up_to_summation_order(model_weights(two / name), model_weights(full / name),
-                                           VAE_DEFAULTS["learning_rate"])
+                                           VAE_DEFAULTS["learning_rate"], steps=24)
     columns = ("neg_elbo", "kl", "test_neg_elbo", "test_kl")
     for a, b in zip(read_history(full), read_history(two)):
         np.testing.assert_allclose([a[c] for c in columns], [b[c] for c in columns], rtol=1e-4)

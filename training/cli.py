@@ -152,6 +152,11 @@ def build_parser():
                           "generated (Zhao et al. 2020)")
     gan.add_argument("--label-smoothing", type=finite_float, default=0.0,
                      help="one-sided label smoothing: D's target for real images is 1 - this (Salimans et al. 2016)")
+    gan.add_argument("--info-code", type=int, default=0,
+                     help="InfoGAN (Chen et al. 2016): G also sees a categorical code of this many values read "
+                          "from z, and a head on D learns to read it back from G's images; 0: off")
+    gan.add_argument("--info-weight", type=finite_float, default=1.0,
+                     help="weight of InfoGAN's code loss in D's and G's losses (lambda of Chen et al. 2016)")
     gan.set_defaults(**GAN_DEFAULTS)
 
     vae = models.add_parser("vae", help="the MNIST VAE (an MLP encoder and decoder, or --arch conv)",
@@ -231,6 +236,11 @@ def parse_args(argv):
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
         if not args.r1_gamma >= 0:
             raise UsageError(f"--r1-gamma must be 0 or more, got {args.r1_gamma}")
+        if args.info_code and not 2 <= args.info_code <= args.noise_dim:
+            raise UsageError(f"--info-code must be 0 (off) or from 2 to --noise-dim {args.noise_dim}, "
+                             f"got {args.info_code}")
+        if not args.info_weight >= 0:
+            raise UsageError(f"--info-weight must be 0 or more, got {args.info_weight}")
     if args.lr_decay_epochs is None:  # every model has --lr-schedule
         args.lr_decay_epochs = args.epochs
     _require_at_least(args, "lr_decay_epochs", 1)

@@ -87,6 +87,8 @@ class GanTask:
         self.r1_gamma = settings.get("r1_gamma", 0.0)
         self.real_label = 1.0 - settings.get("label_smoothing", 0.0)
         self.diffaugment = settings.get("diffaugment", False)
+        self.code_classes = settings.get("info_code", 0)
+        self.info_weight = settings.get("info_weight", 1.0)
         self.num_train = len(data.train_images)
         self.examples = pipeline.cached_examples(data.train_images, to_model_range)
         self.steps_per_epoch = pipeline.steps_per_epoch(self.num_train, self.global_batch_size,
@@ -95,13 +97,17 @@ class GanTask:
             raise ValueError(f"--batch-size {self.global_batch_size} is larger than the "
                              f"{self.num_train} training images")
         with strategy.scope():
-            self.generator, self.discriminator = gan_models.build_pair(settings["arch"], self.noise_dim)
+            self.generator, self.discriminator = gan_models.build_pair(settings["arch"], self.noise_dim,
+                                                                       self.code_classes)
+            # With --info-code, D's step also trains InfoGAN's code head (Q), which shares D's body.
+            self.judge = (gan_models.with_code_head(self.discriminator, self.code_classes) if self.code_classes
+                          else self.discriminator)
             self.g_optimizer = self._adam(settings, mixed_precision, settings.get("ema", 0.0))
             self.d_optimizer = self._adam(settings, mixed_precision)
             # Keras 3 creates optimizer slots lazily; under a distribution strategy that first happens
             # inside the replica function and fails, so build them here, in the strategy's scope.
             self.g_optimizer.build(self.generator.trainable_variables)
-            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.d_optimizer.build(self.judge.trainable_variables)
         self.ema_generator = None
         self.fixed_noise = pipeline.keyed_normal((GRID_SAMPLES, self.noise_dim), self.seed, FIXED_NOISE_KEY)
         self.total_epochs = settings.get("epochs")  # None when built without train.py's settings: no snapshots
@@ -116,8 +122,11 @@ class GanTask:
         return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
     def checkpoint_items(self):
-        return {"generator": self.generator, "discriminator": self.discriminator,
-                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        items = {"generator": self.generator, "discriminator": self.discriminator,
+                 "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        if self.code_classes:
+            items["discriminator_with_code_head"] = self.judge
+        return items
 
     def train_dataset(self, epoch):
         """Global batches of (real images in [-1, 1], noise (batch, 2, noise_dim)) for one epoch.
@@ -154,6 +163,21 @@ class GanTask:
     def _mean(self, per_example):
         return loop.global_mean(per_example, self.global_batch_size)
 
+    def _judge(self, images):
+        """(D's logits, and with --info-code the code head's logits, else None)."""
+        if not self.code_classes:
+            return self.discriminator(images, training=True), None
+        return self.judge(images, training=True)
+
+    def _code_loss(self, noise, code_logits):
+        """InfoGAN's lower bound on the mutual information I(c; G(z, c)), up to the constant H(c): the
+        cross-entropy of the code head's reading of G's image against the code c in z (Chen et al. 2016,
+        eq. 5), weighted by --info-weight (their lambda). Per example; 0 without --info-code."""
+        if code_logits is None:
+            return 0.0
+        code = tf.argmax(noise[:, :self.code_classes], axis=-1)  # the c that G sees (models/gan.py)
+        return self.info_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=code, logits=code_logits)
+
     def discriminator_step(self, real_images, noise, real_view=tf.identity, generated_view=tf.identity):
         """(1) D maximises log D(x) + log(1 - D(G(z))): binary cross-entropy, real -> 1, generated -> 0.
 
@@ -166,10 +190,11 @@ class GanTask:
                 input_tape.watch(real_images)
                 real_logits = self.discriminator(real_images, training=True)
             fake_images = generated_view(self.generator(noise, training=True))
-            fake_logits = self.discriminator(fake_images, training=True)
+            fake_logits, code_logits = self._judge(fake_images)
             # One-sided label smoothing (Salimans et al. 2016): real labels 1 - s, generated stay 0.
             per_example = (binary_cross_entropy(self.real_label * ones, real_logits)
-                           + binary_cross_entropy(tf.zeros_like(ones), fake_logits))
+                           + binary_cross_entropy(tf.zeros_like(ones), fake_logits)
+                           + self._code_loss(noise, code_logits))  # with --info-code, Q learns to read c
             if self.r1_gamma:
                 # R1 (Mescheder et al. 2018): + gamma/2 ||grad_x D(x)||^2 on real images keeps D smooth
                 # where the data is, which stops it overfitting a small training set. Under mixed_float16
@@ -181,8 +206,8 @@ class GanTask:
                 per_example += 0.5 * self.r1_gamma * tf.reduce_sum(tf.square(input_gradients), axis=[1, 2, 3])
             d_loss = self._mean(per_example)
             scaled_loss = self.d_optimizer.scale_loss(d_loss)
-        loop.apply_gradients(self.d_optimizer, tape.gradient(scaled_loss, self.discriminator.trainable_variables),
-                    self.discriminator.trainable_variables)
+        loop.apply_gradients(self.d_optimizer, tape.gradient(scaled_loss, self.judge.trainable_variables),
+                             self.judge.trainable_variables)
         return {"d_loss": d_loss,
                 "d_real": self._mean(tf.sigmoid(real_logits)[:, 0]),  # D(x): 1 = sure it is real
                 "d_fake": self._mean(tf.sigmoid(fake_logits)[:, 0])}  # D(G(z)), before D's update
@@ -193,8 +218,10 @@ class GanTask:
         non-saturating loss -log D(G(z)) has the same fixed point but strong gradients exactly then
         (Goodfellow et al. 2014, section 3): binary cross-entropy with the label "real"."""
         with tf.GradientTape() as tape:
-            logits = self.discriminator(generated_view(self.generator(noise, training=True)), training=True)
-            g_loss = self._mean(binary_cross_entropy(tf.ones_like(logits), logits))
+            logits, code_logits = self._judge(generated_view(self.generator(noise, training=True)))
+            # With --info-code, G also makes its code readable from its image (InfoGAN).
+            g_loss = self._mean(binary_cross_entropy(tf.ones_like(logits), logits)
+                                + self._code_loss(noise, code_logits))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
         loop.apply_gradients(self.g_optimizer, tape.gradient(scaled_loss, self.generator.trainable_variables),
                     self.generator.trainable_variables)
