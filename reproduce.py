@@ -51,7 +51,8 @@ EXPERIMENTS = {
                           if name == "gan_tutorial" else {})}
        for name, flags in GAN_ABLATION.items()},
     "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "120",
-                                         "--learning-rate", "1e-3"],
+                                         "--learning-rate", "1e-3", "--lr-schedule", "cosine", "--info-code", "10",
+                                         "--info-weight", "0.5"],
               "evaluate": ["--over-training"],
               "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
                           "figures/class_histogram.png": "dcgan_class_histogram.png",
