@@ -202,7 +202,8 @@ def gan_table(results):
     labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
               "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
-              "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3` (the same remedies)"}
+              "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3 --lr-schedule cosine "
+                       "--info-code 10 --info-weight 0.5` (the same remedies, a cosine schedule, InfoGAN's code)"}
     for name, label in labels.items():
         if name not in results:
             continue

@@ -73,7 +73,7 @@ def quality_over_training(run_dir, config, two_headed_classifier, reference, num
     """{"epoch": [...], FID_KEY: [...], "effective_classes": [...]} of each generator snapshot the run wrote
     (see training/gan.py), all from the same noise; draws figures/quality_over_training.png."""
     settings = config["settings"]
-    generator, _ = gan_models.build_pair(settings["arch"], settings["noise_dim"])
+    generator, _ = gan_models.build_pair(settings["arch"], settings["noise_dim"], settings.get("info_code", 0))
     rows = []
     for epoch, path in list_snapshots(run_dir):
         try:

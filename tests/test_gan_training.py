@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import GAN_LEARNING_RATE, TINY_GAN, assert_equal_up_to_summation_order, model_weights, train
+from conftest import (GAN_LEARNING_RATE, TINY_GAN, assert_equal_up_to_summation_order, model_weights, run_script,
+                      train)
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -91,7 +92,8 @@ def test_resume_equals_uninterrupted(tiny_gan_run, tmp_path):
 
 
 def test_resume_with_info_code_equals_uninterrupted(tmp_path):
-    """The code head is D's as well as Q's: the checkpoint holds it, so a resumed run goes on exactly."""
+    """The code head is D's as well as Q's: the checkpoint holds it, so a resumed run goes on exactly.
+    evaluate.py --over-training rebuilds the generator with its code to load the snapshots."""
     flags = [*TINY_GAN, "--info-code", "4"]
     train(*flags, "--epochs", 2, "--run-dir", tmp_path / "straight")
     train(*flags, "--epochs", 1, "--run-dir", tmp_path / "resumed")
@@ -100,6 +102,11 @@ def test_resume_with_info_code_equals_uninterrupted(tmp_path):
     for resumed, straight in zip(model_weights(tmp_path / "resumed" / "generator.keras"),
                                  model_weights(tmp_path / "straight" / "generator.keras")):
         np.testing.assert_array_equal(resumed, straight)
+    result = run_script("evaluate.py", tmp_path / "straight", "--samples", 100, "--over-training")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    # The last snapshot holds the exported generator's weights: the same samples, the same distance.
+    assert metrics["over_training"]["fid_classifier_features"][-1] == pytest.approx(metrics["fid_classifier_features"])
 
 
 def test_same_seed_gives_identical_runs_whatever_the_steps_per_execution(tiny_gan_run, tmp_path):
