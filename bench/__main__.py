@@ -40,14 +40,10 @@ def resolve(argv):
     args = build_parser().parse_or_exit(argv)
     if not args.out.endswith(".json"):
         cli.fail(f"--out {args.out}: give a .json file name (the markdown table goes beside it as .md)")
-    if os.path.isdir(args.out):
-        cli.fail(f"--out {args.out} is a directory; give a .json file name")
-    folder = os.path.dirname(os.path.abspath(args.out))
     try:
-        os.makedirs(folder, exist_ok=True)
-        run_files.require_writable(folder)
-    except (OSError, run_files.RunDirError) as exc:
-        cli.fail(f"--out {args.out}: {cli.one_line(exc)}")
+        run_files.prepare_output_file(args.out)
+    except run_files.RunDirError as exc:
+        cli.fail(f"--out {args.out} {exc}")
     return args
 
 

@@ -7,7 +7,6 @@ spell of this shared machine hits all of them, and the median epoch is what is c
 """
 
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -201,12 +200,8 @@ def parse_step_args(parser, argv, at_least_one=("epochs",)):
         if getattr(args, name) < 1:
             cli.fail(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
     if args.out:
-        if os.path.isdir(args.out):
-            cli.fail(f"--out {args.out} is a directory; give a file name")
-        folder = os.path.dirname(os.path.abspath(args.out))
         try:
-            os.makedirs(folder, exist_ok=True)
-            run_files.require_writable(folder)
-        except (OSError, run_files.RunDirError) as exc:
-            cli.fail(f"--out {args.out}: {cli.one_line(exc)}")
+            run_files.prepare_output_file(args.out)
+        except run_files.RunDirError as exc:
+            cli.fail(f"--out {args.out} {exc}")
     return args

@@ -56,6 +56,19 @@ def require_writable(path):
             raise RunDirError(f"{folder} cannot be written (permission denied)")
 
 
+def prepare_output_file(path):
+    """Makes the folder of the file `path` (a report a command will write); raises RunDirError when `path`
+    is a directory or its folder cannot be made or written."""
+    if os.path.isdir(path):
+        raise RunDirError("is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot make {folder} ({exc.strerror or exc})") from None
+    require_writable(folder)
+
+
 def check_usable(path, resume, overwrite):
     """Read-only check that `path` can take the run; raises RunDirError. Touches nothing."""
     if resume:
