@@ -293,7 +293,10 @@ def main(argv=None):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
-    from training.distribute import describe_machine  # TensorFlow, only now that the runs are done
+    # TensorFlow, only now that the runs are done; its start-up log (CUDA probing on a CPU machine) says
+    # nothing about them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from training.distribute import describe_machine
 
     machine_info = describe_machine()
     report = {"machine": machine_info, "quick": args.quick, "wall_seconds": round(time.perf_counter() - started),
