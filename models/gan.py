@@ -30,8 +30,14 @@ def _generator_input(noise_dim, code_classes):
     noise = keras.Input((noise_dim,), name="noise")
     if not code_classes:
         return noise, noise
-    code = keras.ops.one_hot(keras.ops.argmax(noise[:, :code_classes], axis=-1), code_classes)
+    code = keras.ops.one_hot(categorical_code(noise, code_classes), code_classes)
     return noise, layers.Concatenate()([noise, code])
+
+
+def categorical_code(noise, code_classes):
+    """InfoGAN's code c of each row of z, as an index: argmax(z[:, :code_classes]). The generator sees it
+    one-hot; training.gan's code loss asks the code head to read it back."""
+    return keras.ops.argmax(noise[:, :code_classes], axis=-1)
 
 
 def build_generator(noise_dim=100, code_classes=0):

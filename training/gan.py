@@ -163,7 +163,7 @@ class GanTask:
     def _mean(self, per_example):
         return loop.global_mean(per_example, self.global_batch_size)
 
-    def _judge(self, images):
+    def _logits_and_code_logits(self, images):
         """(D's logits, and with --info-code the code head's logits, else None)."""
         if not self.code_classes:
             return self.discriminator(images, training=True), None
@@ -175,7 +175,7 @@ class GanTask:
         eq. 5), weighted by --info-weight (their lambda). Per example; 0 without --info-code."""
         if code_logits is None:
             return 0.0
-        code = tf.argmax(noise[:, :self.code_classes], axis=-1)  # the c that G sees (models/gan.py)
+        code = gan_models.categorical_code(noise, self.code_classes)  # the c that G sees
         return self.info_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=code, logits=code_logits)
 
     def discriminator_step(self, real_images, noise, real_view=tf.identity, generated_view=tf.identity):
@@ -190,7 +190,7 @@ class GanTask:
                 input_tape.watch(real_images)
                 real_logits = self.discriminator(real_images, training=True)
             fake_images = generated_view(self.generator(noise, training=True))
-            fake_logits, code_logits = self._judge(fake_images)
+            fake_logits, code_logits = self._logits_and_code_logits(fake_images)
             # One-sided label smoothing (Salimans et al. 2016): real labels 1 - s, generated stay 0.
             per_example = (binary_cross_entropy(self.real_label * ones, real_logits)
                            + binary_cross_entropy(tf.zeros_like(ones), fake_logits)
@@ -218,7 +218,7 @@ class GanTask:
         non-saturating loss -log D(G(z)) has the same fixed point but strong gradients exactly then
         (Goodfellow et al. 2014, section 3): binary cross-entropy with the label "real"."""
         with tf.GradientTape() as tape:
-            logits, code_logits = self._judge(generated_view(self.generator(noise, training=True)))
+            logits, code_logits = self._logits_and_code_logits(generated_view(self.generator(noise, training=True)))
             # With --info-code, G also makes its code readable from its image (InfoGAN).
             g_loss = self._mean(binary_cross_entropy(tf.ones_like(logits), logits)
                                 + self._code_loss(noise, code_logits))
