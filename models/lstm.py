@@ -26,6 +26,96 @@ def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, drop
     return model
 
 
+def text_logits(model, ids, training=False, fused_lstm=True):
+    """The text generator's logits for ids (batch, time), as model(ids) gives them; with fused_lstm, each
+    LSTM layer runs as lstm_sequence on its own weights (same results up to float rounding)."""
+    x = ids
+    for layer in model.layers[1:]:  # the builder's chain: embedding, then LSTM (and dropout) per layer, logits
+        if fused_lstm and isinstance(layer, keras.layers.LSTM):
+            _check_fusable(layer)
+            cell = layer.cell
+            weights = [keras.ops.cast(weight, layer.compute_dtype)
+                       for weight in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+            x = lstm_sequence(keras.ops.cast(x, layer.compute_dtype), *weights)
+        else:
+            x = layer(x, training=training)
+    return x
+
+
+def _check_fusable(layer):
+    cell = layer.cell
+    standard = (cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid
+                and cell.use_bias and not cell.dropout and not cell.recurrent_dropout and layer.return_sequences
+                and not layer.go_backwards and not layer.stateful)
+    if not standard:
+        raise ValueError(f"{layer.name} is not the builder's standard LSTM; run it with fused_lstm=False")
+
+
+def lstm_sequence(x, kernel, recurrent_kernel, bias):
+    """Every step's output h of one LSTM layer over x (batch, time, features), from a zero state, with
+    Keras' weights and gate order (i, f, g, o): the same function as keras.layers.LSTM, faster on a CPU.
+
+    Keras' loop runs the cell one step at a time and lets TensorFlow differentiate it, so its backward
+    pass repeats at every step two small matmuls for the weight gradients and the bookkeeping of every
+    op. Here, as cuDNN does on a GPU, the work that does not depend on the previous step is taken out of
+    the loop and done for all steps at once: x W + b before the forward loop, and after the backward loop
+    the gradients of W, U and b and of the input, one large matmul each. Inside the loops is only what
+    must be sequential: h U and the gate arithmetic.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def sequence(x, kernel, recurrent_kernel, bias):
+        units = recurrent_kernel.shape[0]
+        steps, batch = tf.shape(x)[1], tf.shape(x)[0]
+        x_by_step = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps * batch, -1])  # time-major rows
+        # The part of each gate's input that comes from x_t, for all steps in one matmul: x_t W + b.
+        x_parts = tf.reshape(tf.matmul(x_by_step, kernel) + bias, [steps, batch, 4 * units])
+        zeros = tf.zeros([batch, units], x.dtype)
+
+        def forward_step(previous, x_part):
+            h, c = previous[0], previous[1]
+            # The tutorial's cell: i, f, o = sigmoid(.), g = tanh(.) of x_t W + h_{t-1} U + b;
+            # c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t).
+            i, f, g, o = tf.split(x_part + tf.matmul(h, recurrent_kernel), 4, axis=1)
+            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+            c = f * c + i * g
+            tanh_c = tf.tanh(c)
+            return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c], axis=1)  # kept for the backward pass
+
+        hs, cs, kept = tf.scan(forward_step, x_parts,
+                               initializer=(zeros, zeros, tf.zeros([batch, 5 * units], x.dtype)))
+
+        def gradient(d_hs):
+            c_previous = tf.concat([zeros[tf.newaxis], cs[:-1]], axis=0)
+            recurrent_kernel_t = tf.transpose(recurrent_kernel)
+
+            def backward_step(later, inputs):
+                # later: dL/dh_t and dL/dc_t through step t + 1; d_h_out: dL/dh_t through the output.
+                d_h_later, d_c_later, _ = later
+                d_h_out, kept_t, c_prev = inputs
+                i, f, g, o, tanh_c = tf.split(kept_t, 5, axis=1)
+                d_h = d_h_out + d_h_later
+                d_c = d_c_later + d_h * o * (1 - tanh_c * tanh_c)
+                # dL/dz for the gates' inputs z, through sigmoid' = s (1 - s) and tanh' = 1 - tanh^2.
+                d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
+                                 d_h * tanh_c * o * (1 - o)], axis=1)
+                return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z
+
+            _, _, d_zs = tf.scan(backward_step, (tf.transpose(d_hs, [1, 0, 2]), kept, c_previous),
+                                 initializer=(zeros, zeros, tf.zeros([batch, 4 * units], x.dtype)), reverse=True)
+            d_z = tf.reshape(d_zs, [steps * batch, 4 * units])
+            h_previous = tf.reshape(tf.concat([zeros[tf.newaxis], hs[:-1]], axis=0), [steps * batch, units])
+            d_x = tf.transpose(tf.reshape(tf.matmul(d_z, kernel, transpose_b=True), [steps, batch, -1]), [1, 0, 2])
+            return (d_x, tf.matmul(x_by_step, d_z, transpose_a=True), tf.matmul(h_previous, d_z, transpose_a=True),
+                    tf.reduce_sum(d_z, axis=0))
+
+        return tf.transpose(hs, [1, 0, 2]), gradient
+
+    # Tensors, not variables, go in: the gradient reaches each variable through its read.
+    return sequence(x, *[tf.convert_to_tensor(weight) for weight in (kernel, recurrent_kernel, bias)])
+
+
 def recurrent_parts(model):
     """(embedding, [LSTM layers], output Dense) of a text generator, for stepping it one character at a time."""
     embedding = model.get_layer("embedding")

@@ -58,6 +58,48 @@ def test_stateful_generation_equals_recomputing_the_whole_text():
     np.testing.assert_array_equal(sampler.generate(ids[:5], 12, temperature=1.0, seed=3), generated)
 
 
+def test_the_fused_lstm_equals_keras_lstm_forward_and_backward():
+    """lstm_sequence (train.py's CPU path) against keras.layers.LSTM on the same weights: two stacked
+    layers, a non-zero bias, outputs and the gradients of every weight and of the input."""
+    import keras
+    import tensorflow as tf
+
+    from models.lstm import build_text_generator, text_logits
+
+    keras.utils.set_random_seed(4)
+    model = build_text_generator(vocab_size=11, embedding_dim=5, units=7, layers=2)
+    for weight in model.trainable_weights:
+        weight.assign(tf.random.normal(weight.shape, stddev=0.5))
+    ids = tf.constant(np.random.default_rng(1).integers(0, 11, size=(3, 23)), tf.int32)
+    upstream = tf.random.normal((3, 23, 11))
+
+    @tf.function
+    def logits_and_gradients(fused):
+        with tf.GradientTape() as tape:
+            logits = text_logits(model, ids, fused_lstm=fused)
+            loss = tf.reduce_sum(logits * upstream)
+        return logits, tape.gradient(loss, model.trainable_weights)
+
+    keras_logits, keras_gradients = logits_and_gradients(False)
+    np.testing.assert_allclose(keras_logits, model(ids), rtol=1e-6, atol=1e-6)
+    fused_logits, fused_gradients = logits_and_gradients(True)
+    np.testing.assert_allclose(fused_logits, keras_logits, rtol=1e-5, atol=1e-5)
+    for weight, fused, expected in zip(model.trainable_weights, fused_gradients, keras_gradients):
+        fused, expected = tf.convert_to_tensor(fused), tf.convert_to_tensor(expected)  # the embedding's are sparse
+        scale = float(tf.reduce_max(tf.abs(expected)))
+        assert scale > 0.1, weight.path
+        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=weight.path)
+
+
+def test_training_with_the_fused_lstm_equals_training_with_keras_lstm(tiny_lstm_run, tmp_path):
+    train(*TINY_LSTM, "--epochs", 2, "--no-fused-lstm", "--run-dir", tmp_path / "keras")
+    for a, b in zip(model_weights(tiny_lstm_run / "model.keras"), model_weights(tmp_path / "keras" / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    fused, keras_lstm = read_history(tiny_lstm_run), read_history(tmp_path / "keras")
+    for column in ("loss", "test_loss"):
+        np.testing.assert_allclose([row[column] for row in fused], [row[column] for row in keras_lstm], rtol=1e-5)
+
+
 def test_a_short_training_lowers_held_out_bits_per_char(tiny_lstm_run):
     history = read_history(tiny_lstm_run)
     start = math.log2(103)  # an untrained model spreads its bets over the 103 characters of pydoc

@@ -190,6 +190,10 @@ def build_parser():
     lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
     lstm.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     lstm.add_argument("--dropout", type=finite_float, default=0.0, help="dropout after each LSTM layer")
+    lstm.add_argument("--fused-lstm", action=argparse.BooleanOptionalAction, default=True,
+                      help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
+                           "(models/lstm.py: lstm_sequence; the same function as Keras' LSTM); on a GPU, "
+                           "Keras' LSTM runs cuDNN either way")
     lstm.add_argument("--clip-norm", type=finite_float, default=1.0,
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)

@@ -100,6 +100,8 @@ class LstmTask:
             raise ValueError(f"--batch-size {self.global_batch_size} is more than the {self.num_windows} "
                              f"training sequences of {self.seq_len} characters; use a smaller --batch-size")
         self.clip_norm = settings["clip_norm"]
+        # On a GPU, Keras' LSTM runs cuDNN's fused kernel, faster than lstm_sequence; on a CPU, the reverse.
+        self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
         with strategy.scope():
             self.model = lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"],
                                                           settings["units"], settings["layers"], settings["dropout"])
@@ -136,7 +138,7 @@ class LstmTask:
         """One optimizer step on this replica's sequences; the loss averages every position."""
         ids, targets = inputs
         with tf.GradientTape() as tape:
-            logits = self.model(ids, training=True)
+            logits = lstm_models.text_logits(self.model, ids, training=True, fused_lstm=self.fused_lstm)
             per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
             loss = loop.global_mean(per_sequence, self.global_batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -150,7 +152,7 @@ class LstmTask:
     def held_out_step(self, inputs):
         """Sums over this replica's held-out characters of the loss (nats) and bits, and their count."""
         ids, targets = inputs
-        nats = cross_entropy(targets, self.model(ids, training=False))
+        nats = cross_entropy(targets, lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm))
         return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
                 "count": tf.cast(tf.size(nats), tf.float32)}
 
