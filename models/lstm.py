@@ -5,10 +5,12 @@
 The logits at position t are the model's guess of the character at t + 1; a softmax makes them
 probabilities. On a GPU, Keras runs each LSTM with cuDNN as long as its arguments keep the defaults
 cuDNN needs (tanh, sigmoid recurrent activation, no recurrent dropout, unroll=False, use_bias=True);
-dropout is therefore applied between layers, never inside them.
+dropout is therefore applied between layers, never inside them. On a CPU, train.py runs each LSTM
+layer as lstm_sequence (text_logits): the same function and weights, in a form that is faster there.
 """
 
 import keras
+import tensorflow as tf
 
 
 def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, dropout=0.0):
@@ -56,13 +58,13 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
     Keras' weights and gate order (i, f, g, o): the same function as keras.layers.LSTM, faster on a CPU.
 
     Keras' loop runs the cell one step at a time and lets TensorFlow differentiate it, so its backward
-    pass repeats at every step two small matmuls for the weight gradients and the bookkeeping of every
-    op. Here, as cuDNN does on a GPU, the work that does not depend on the previous step is taken out of
-    the loop and done for all steps at once: x W + b before the forward loop, and after the backward loop
-    the gradients of W, U and b and of the input, one large matmul each. Inside the loops is only what
-    must be sequential: h U and the gate arithmetic.
+    pass repeats at every step two small matmuls for the weight gradients, and every small op of every
+    step is dispatched on its own. Here, as cuDNN does on a GPU, the work that does not depend on the
+    previous step is taken out of the loops and done for all steps at once by TensorFlow's matmul: x W + b
+    before the forward loop; after the backward loop, the gradients of W, U, b and x. What must stay
+    sequential (h U and the gate arithmetic) runs in two loops compiled with XLA, which fuses each step's
+    element-wise ops into a few kernels.
     """
-    import tensorflow as tf
 
     @tf.custom_gradient
     def sequence(x, kernel, recurrent_kernel, bias):
@@ -71,41 +73,15 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
         x_by_step = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps * batch, -1])  # time-major rows
         # The part of each gate's input that comes from x_t, for all steps in one matmul: x_t W + b.
         x_parts = tf.reshape(tf.matmul(x_by_step, kernel) + bias, [steps, batch, 4 * units])
-        zeros = tf.zeros([batch, units], x.dtype)
-
-        def forward_step(previous, x_part):
-            h, c = previous[0], previous[1]
-            # The tutorial's cell: i, f, o = sigmoid(.), g = tanh(.) of x_t W + h_{t-1} U + b;
-            # c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t).
-            i, f, g, o = tf.split(x_part + tf.matmul(h, recurrent_kernel), 4, axis=1)
-            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-            c = f * c + i * g
-            tanh_c = tf.tanh(c)
-            return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c], axis=1)  # kept for the backward pass
-
-        hs, cs, kept = tf.scan(forward_step, x_parts,
-                               initializer=(zeros, zeros, tf.zeros([batch, 5 * units], x.dtype)))
+        hs, cs, kept = _forward_loop(x_parts, recurrent_kernel)
 
         def gradient(d_hs):
-            c_previous = tf.concat([zeros[tf.newaxis], cs[:-1]], axis=0)
-            recurrent_kernel_t = tf.transpose(recurrent_kernel)
-
-            def backward_step(later, inputs):
-                # later: dL/dh_t and dL/dc_t through step t + 1; d_h_out: dL/dh_t through the output.
-                d_h_later, d_c_later, _ = later
-                d_h_out, kept_t, c_prev = inputs
-                i, f, g, o, tanh_c = tf.split(kept_t, 5, axis=1)
-                d_h = d_h_out + d_h_later
-                d_c = d_c_later + d_h * o * (1 - tanh_c * tanh_c)
-                # dL/dz for the gates' inputs z, through sigmoid' = s (1 - s) and tanh' = 1 - tanh^2.
-                d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
-                                 d_h * tanh_c * o * (1 - o)], axis=1)
-                return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z
-
-            _, _, d_zs = tf.scan(backward_step, (tf.transpose(d_hs, [1, 0, 2]), kept, c_previous),
-                                 initializer=(zeros, zeros, tf.zeros([batch, 4 * units], x.dtype)), reverse=True)
+            zeros = tf.zeros([1, batch, units], x.dtype)
+            d_zs = _backward_loop(tf.transpose(d_hs, [1, 0, 2]), kept, tf.concat([zeros, cs[:-1]], axis=0),
+                                  recurrent_kernel)
+            # z_t = x_t W + h_{t-1} U + b for every t: the gradients of W, U, b and x_t, over all steps at once.
             d_z = tf.reshape(d_zs, [steps * batch, 4 * units])
-            h_previous = tf.reshape(tf.concat([zeros[tf.newaxis], hs[:-1]], axis=0), [steps * batch, units])
+            h_previous = tf.reshape(tf.concat([zeros, hs[:-1]], axis=0), [steps * batch, units])
             d_x = tf.transpose(tf.reshape(tf.matmul(d_z, kernel, transpose_b=True), [steps, batch, -1]), [1, 0, 2])
             return (d_x, tf.matmul(x_by_step, d_z, transpose_a=True), tf.matmul(h_previous, d_z, transpose_a=True),
                     tf.reduce_sum(d_z, axis=0))
@@ -114,6 +90,47 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
 
     # Tensors, not variables, go in: the gradient reaches each variable through its read.
     return sequence(x, *[tf.convert_to_tensor(weight) for weight in (kernel, recurrent_kernel, bias)])
+
+
+@tf.function(jit_compile=True)
+def _forward_loop(x_parts, recurrent_kernel):
+    """(h_t, c_t, what the backward pass needs) for every t, from x_parts[t] = x_t W + b, time-major."""
+    zeros = tf.zeros_like(x_parts[0, :, :recurrent_kernel.shape[0]])
+
+    def step(previous, x_part):
+        h, c = previous[0], previous[1]
+        # The tutorial's cell: i, f, o = sigmoid(z), g = tanh(z) of z = x_t W + h_{t-1} U + b;
+        # c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t).
+        i, f, g, o = tf.split(x_part + tf.matmul(h, recurrent_kernel), 4, axis=1)
+        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+        c = f * c + i * g
+        tanh_c = tf.tanh(c)
+        return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c], axis=1)
+
+    return tf.scan(step, x_parts, initializer=(zeros, zeros, tf.concat([zeros] * 5, axis=1)))
+
+
+@tf.function(jit_compile=True)
+def _backward_loop(d_hs, kept, c_previous, recurrent_kernel):
+    """dL/dz_t for every t, last step first: d_hs[t] is dL/dh_t through the layer's output."""
+    recurrent_kernel_t = tf.transpose(recurrent_kernel)
+    zeros = tf.zeros_like(d_hs[0])
+
+    def step(later, inputs):
+        # d_h_later, d_c_later: dL/dh_t and dL/dc_t through step t + 1.
+        d_h_later, d_c_later, _ = later
+        d_h_out, kept_t, c_prev = inputs
+        i, f, g, o, tanh_c = tf.split(kept_t, 5, axis=1)
+        d_h = d_h_out + d_h_later
+        d_c = d_c_later + d_h * o * (1 - tanh_c * tanh_c)
+        # Through sigmoid' = s (1 - s) and tanh' = 1 - tanh^2, to z's four parts (i, f, g, o).
+        d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
+                         d_h * tanh_c * o * (1 - o)], axis=1)
+        return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z
+
+    _, _, d_zs = tf.scan(step, (d_hs, kept, c_previous), initializer=(zeros, zeros, tf.concat([zeros] * 4, axis=1)),
+                         reverse=True)
+    return d_zs
 
 
 def recurrent_parts(model):
@@ -132,9 +149,6 @@ class TextSampler:
     """
 
     def __init__(self, model):
-        import tensorflow as tf
-
-        self.tf = tf
         self.embedding, self.lstms, self.output = recurrent_parts(model)
         self.vocab_size = self.output.units
         spec = [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
@@ -153,7 +167,6 @@ class TextSampler:
 
     def _read_prompt(self, prompt_ids):
         """Feeds the prompt (at least one id) from a zero state; returns (logits after its last char, states)."""
-        tf = self.tf
         states = [[tf.zeros((1, lstm.units)), tf.zeros((1, lstm.units))] for lstm in self.lstms]
         logits = tf.zeros((1, self.vocab_size))
         for index in tf.range(tf.shape(prompt_ids)[0]):
@@ -161,7 +174,6 @@ class TextSampler:
         return logits, states
 
     def _generate_ids(self, prompt_ids, length, temperature, top_k, seed):
-        tf = self.tf
         logits, states = self._read_prompt(prompt_ids)
         generated = tf.TensorArray(tf.int32, size=length)
         for index in tf.range(length):
@@ -179,11 +191,10 @@ class TextSampler:
 
     def next_char_logits(self, prompt_ids):
         """The logits of the character after `prompt_ids`, computed statefully: (vocab,) numpy."""
-        return self._read(self.tf.constant(prompt_ids, self.tf.int32))[0][0].numpy()
+        return self._read(tf.constant(prompt_ids, tf.int32))[0][0].numpy()
 
     def generate(self, prompt_ids, length, temperature=1.0, top_k=0, seed=0):
         """`length` new ids after the prompt, sampled from softmax(logits / temperature), top-k if k > 0."""
-        tf = self.tf
         ids = self._generate(tf.constant(prompt_ids, tf.int32), tf.constant(length, tf.int32),
                              tf.constant(temperature, tf.float32), tf.constant(min(top_k, self.vocab_size), tf.int32),
                              tf.constant([seed, 0], tf.int64))
