@@ -76,15 +76,14 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
         hs, cs, kept = _forward_loop(x_parts, recurrent_kernel)
 
         def gradient(d_hs):
-            zeros = tf.zeros([1, batch, units], x.dtype)
-            d_zs = _backward_loop(tf.transpose(d_hs, [1, 0, 2]), kept, tf.concat([zeros, cs[:-1]], axis=0),
-                                  recurrent_kernel)
-            # z_t = x_t W + h_{t-1} U + b for every t: the gradients of W, U, b and x_t, over all steps at once.
+            d_zs, d_bias = _backward_loop(tf.transpose(d_hs, [1, 0, 2]), kept, recurrent_kernel)
+            # z_t = x_t W + h_{t-1} U + b for every t: the gradients of W, U and x, over all steps at once.
+            # h_{-1} is 0, so U's sums start at t = 1.
             d_z = tf.reshape(d_zs, [steps * batch, 4 * units])
-            h_previous = tf.reshape(tf.concat([zeros, hs[:-1]], axis=0), [steps * batch, units])
+            d_recurrent_kernel = tf.matmul(tf.reshape(hs[:-1], [-1, units]), tf.reshape(d_zs[1:], [-1, 4 * units]),
+                                           transpose_a=True)
             d_x = tf.transpose(tf.reshape(tf.matmul(d_z, kernel, transpose_b=True), [steps, batch, -1]), [1, 0, 2])
-            return (d_x, tf.matmul(x_by_step, d_z, transpose_a=True), tf.matmul(h_previous, d_z, transpose_a=True),
-                    tf.reduce_sum(d_z, axis=0))
+            return d_x, tf.matmul(x_by_step, d_z, transpose_a=True), d_recurrent_kernel, d_bias
 
         return tf.transpose(hs, [1, 0, 2]), gradient
 
@@ -98,39 +97,39 @@ def _forward_loop(x_parts, recurrent_kernel):
     zeros = tf.zeros_like(x_parts[0, :, :recurrent_kernel.shape[0]])
 
     def step(previous, x_part):
-        h, c = previous[0], previous[1]
+        h, c_previous = previous[0], previous[1]
         # The tutorial's cell: i, f, o = sigmoid(z), g = tanh(z) of z = x_t W + h_{t-1} U + b;
         # c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t).
         i, f, g, o = tf.split(x_part + tf.matmul(h, recurrent_kernel), 4, axis=1)
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-        c = f * c + i * g
+        c = f * c_previous + i * g
         tanh_c = tf.tanh(c)
-        return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c], axis=1)
+        return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c, c_previous], axis=1)
 
-    return tf.scan(step, x_parts, initializer=(zeros, zeros, tf.concat([zeros] * 5, axis=1)))
+    return tf.scan(step, x_parts, initializer=(zeros, zeros, tf.concat([zeros] * 6, axis=1)))
 
 
 @tf.function(jit_compile=True)
-def _backward_loop(d_hs, kept, c_previous, recurrent_kernel):
-    """dL/dz_t for every t, last step first: d_hs[t] is dL/dh_t through the layer's output."""
+def _backward_loop(d_hs, kept, recurrent_kernel):
+    """(dL/dz_t for every t, dL/db), last step first: d_hs[t] is dL/dh_t through the layer's output."""
     recurrent_kernel_t = tf.transpose(recurrent_kernel)
     zeros = tf.zeros_like(d_hs[0])
 
     def step(later, inputs):
         # d_h_later, d_c_later: dL/dh_t and dL/dc_t through step t + 1.
-        d_h_later, d_c_later, _ = later
-        d_h_out, kept_t, c_prev = inputs
-        i, f, g, o, tanh_c = tf.split(kept_t, 5, axis=1)
+        d_h_later, d_c_later, _, d_bias = later
+        d_h_out, kept_t = inputs
+        i, f, g, o, tanh_c, c_previous = tf.split(kept_t, 6, axis=1)
         d_h = d_h_out + d_h_later
         d_c = d_c_later + d_h * o * (1 - tanh_c * tanh_c)
         # Through sigmoid' = s (1 - s) and tanh' = 1 - tanh^2, to z's four parts (i, f, g, o).
-        d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g),
+        d_z = tf.concat([d_c * g * i * (1 - i), d_c * c_previous * f * (1 - f), d_c * i * (1 - g * g),
                          d_h * tanh_c * o * (1 - o)], axis=1)
-        return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z
+        return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z, d_bias + tf.reduce_sum(d_z, axis=0)
 
-    _, _, d_zs = tf.scan(step, (d_hs, kept, c_previous), initializer=(zeros, zeros, tf.concat([zeros] * 4, axis=1)),
-                         reverse=True)
-    return d_zs
+    d_z0 = tf.concat([zeros] * 4, axis=1)
+    _, _, d_zs, d_biases = tf.scan(step, (d_hs, kept), initializer=(zeros, zeros, d_z0, d_z0[0]), reverse=True)
+    return d_zs, d_biases[0]  # the sum reached at t = 0
 
 
 def recurrent_parts(model):
