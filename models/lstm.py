@@ -93,7 +93,8 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
 
 @tf.function(jit_compile=True)
 def _forward_loop(x_parts, recurrent_kernel):
-    """(h_t, c_t, what the backward pass needs) for every t, from x_parts[t] = x_t W + b, time-major."""
+    """(h_t, c_t) for every t from x_parts[t] = x_t W + b, time-major, and what the backward pass needs:
+    the activated gates, tanh(c_t) and c_{t-1}, each stacked over t."""
     zeros = tf.zeros_like(x_parts[0, :, :recurrent_kernel.shape[0]])
 
     def step(previous, x_part):
@@ -104,9 +105,10 @@ def _forward_loop(x_parts, recurrent_kernel):
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
         c = f * c_previous + i * g
         tanh_c = tf.tanh(c)
-        return o * tanh_c, c, tf.concat([i, f, g, o, tanh_c, c_previous], axis=1)
+        return o * tanh_c, c, (i, f, g, o, tanh_c, c_previous)
 
-    return tf.scan(step, x_parts, initializer=(zeros, zeros, tf.concat([zeros] * 6, axis=1)))
+    hs, cs, kept = tf.scan(step, x_parts, initializer=(zeros, zeros, (zeros,) * 6))
+    return hs, cs, kept
 
 
 @tf.function(jit_compile=True)
@@ -118,8 +120,7 @@ def _backward_loop(d_hs, kept, recurrent_kernel):
     def step(later, inputs):
         # d_h_later, d_c_later: dL/dh_t and dL/dc_t through step t + 1.
         d_h_later, d_c_later, _, d_bias = later
-        d_h_out, kept_t = inputs
-        i, f, g, o, tanh_c, c_previous = tf.split(kept_t, 6, axis=1)
+        d_h_out, (i, f, g, o, tanh_c, c_previous) = inputs
         d_h = d_h_out + d_h_later
         d_c = d_c_later + d_h * o * (1 - tanh_c * tanh_c)
         # Through sigmoid' = s (1 - s) and tanh' = 1 - tanh^2, to z's four parts (i, f, g, o).
