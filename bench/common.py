@@ -96,9 +96,11 @@ def interleave(runners, epochs):
 
 
 def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs, peak_gflops, extra_runners,
-                    loop_iterations=None, keras_io_label="keras-io (train_step + fit)", one_step_per_call=True):
+                    loop_iterations=None, keras_io_label="keras-io (train_step + fit)", one_step_per_call=True,
+                    variants=()):
     """Measures ours (the Trainer at train.py's `settings`) against the keras-io baseline, interleaved, and
-    with extra_runners ours at one step per call and with the other --jit setting; prints the table.
+    with extra_runners ours at one step per call, with the other --jit setting and with each of `variants`
+    ((name, label, changed settings)); prints the table.
 
     Returns (rows, ours / keras-io ratio, ours' trained task, make_ours): make_ours(**changed_settings)
     makes a fresh TrainerRunner, e.g. for time_to_quality.
@@ -117,6 +119,8 @@ def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs
     if extra_runners:
         runners["ours_jit"] = make_ours(jit=not settings["jit"])
         labels["ours_jit"] = "ours, --no-jit" if settings["jit"] else "ours, --jit"
+        for name, label, changed in variants:
+            runners[name], labels[name] = make_ours(**changed), label
     trained_task = runners["ours"].trainer.task
     rows = measure_runners(runners, labels, epochs, unit, peak_gflops)
     return rows, print_rows(title, rows, unit, peak_gflops), trained_task, make_ours

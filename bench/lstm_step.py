@@ -4,8 +4,10 @@ held-out bits per character, and generation against the tutorial's loop.
     python -m bench.lstm_step [--epochs 3] [--steps-per-epoch 40] [--length 500] [--out FILE]
 
 Training, same model (train.py's defaults), data, batch, optimizer and clipping on both sides, so their
-counted FLOPs per character are the same and only the engine differs:
-  ours:     training.loop.Trainer on training.lstm.LstmTask: what `python train.py lstm` runs
+counted FLOPs per character are the same (ours skips the backward pass's matmul into the zero initial
+state) and only the engine differs:
+  ours:     training.loop.Trainer on training.lstm.LstmTask: what `python train.py lstm` runs, its LSTM
+            layer as models.lstm.lstm_sequence on a CPU (the row --no-fused-lstm runs Keras' LSTM loop)
   keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets)
 Generation of --length characters after a one-character prompt, same trained weights:
   ours:     models.lstm.TextSampler, one compiled step per character with the LSTM state carried
@@ -88,7 +90,8 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     rows, ratio, trained_task, make_ours = compare_engines(
         LstmTask, settings, data, keras_io_runner(settings, data, steps_per_epoch), title=title, unit="chars",
         epochs=epochs, peak_gflops=peak_gflops, extra_runners=extra_runners, loop_iterations=seq_len,
-        keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
+        keras_io_label="keras-io (compile + fit)", one_step_per_call=False,
+        variants=[("ours_keras_lstm", "ours, --no-fused-lstm (Keras' LSTM)", {"fused_lstm": False})])
     model = trained_task.model
     generation = generation_speed(model, data, length)  # trained weights, so the text is not uniform noise
     print(f"  generating {length} characters: ours (stateful, compiled) {generation['ours_chars_per_sec']:.0f} "
