@@ -73,7 +73,9 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
         x_by_step = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps * batch, -1])  # time-major rows
         # The part of each gate's input that comes from x_t, for all steps in one matmul: x_t W + b.
         x_parts = tf.reshape(tf.matmul(x_by_step, kernel) + bias, [steps, batch, 4 * units])
-        hs, cs, kept = _forward_loop(x_parts, recurrent_kernel)
+        # The loops' own gradients are never taken (this function is their gradient); stop_gradient says so
+        # to an eager tape, which would otherwise record them and fail on their XLA loop state.
+        hs, cs, kept = _forward_loop(tf.stop_gradient(x_parts), tf.stop_gradient(recurrent_kernel))
 
         def gradient(d_hs):
             d_zs, d_bias = _backward_loop(tf.transpose(d_hs, [1, 0, 2]), kept, recurrent_kernel)

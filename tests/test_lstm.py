@@ -73,22 +73,22 @@ def test_the_fused_lstm_equals_keras_lstm_forward_and_backward():
     ids = tf.constant(np.random.default_rng(1).integers(0, 11, size=(3, 23)), tf.int32)
     upstream = tf.random.normal((3, 23, 11))
 
-    @tf.function
     def logits_and_gradients(fused):
         with tf.GradientTape() as tape:
             logits = text_logits(model, ids, fused_lstm=fused)
             loss = tf.reduce_sum(logits * upstream)
         return logits, tape.gradient(loss, model.trainable_weights)
 
-    keras_logits, keras_gradients = logits_and_gradients(False)
+    keras_logits, keras_gradients = tf.function(logits_and_gradients)(False)
     np.testing.assert_allclose(keras_logits, model(ids), rtol=1e-6, atol=1e-6)
-    fused_logits, fused_gradients = logits_and_gradients(True)
-    np.testing.assert_allclose(fused_logits, keras_logits, rtol=1e-5, atol=1e-5)
-    for weight, fused, expected in zip(model.trainable_weights, fused_gradients, keras_gradients):
-        fused, expected = tf.convert_to_tensor(fused), tf.convert_to_tensor(expected)  # the embedding's are sparse
-        scale = float(tf.reduce_max(tf.abs(expected)))
-        assert scale > 0.1, weight.path
-        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=weight.path)
+    for run in (tf.function(logits_and_gradients), logits_and_gradients):  # compiled, as train.py runs it; eager
+        fused_logits, fused_gradients = run(True)
+        np.testing.assert_allclose(fused_logits, keras_logits, rtol=1e-5, atol=1e-5)
+        for weight, fused, expected in zip(model.trainable_weights, fused_gradients, keras_gradients):
+            fused, expected = tf.convert_to_tensor(fused), tf.convert_to_tensor(expected)  # the embedding's: sparse
+            scale = float(tf.reduce_max(tf.abs(expected)))
+            assert scale > 0.1, weight.path
+            np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=weight.path)
 
 
 def test_training_with_the_fused_lstm_equals_training_with_keras_lstm(tiny_lstm_run, tmp_path):
