@@ -87,6 +87,12 @@ def markdown(report):
             reached = "" if quality["reached"] else " (not reached)"
             lines.append(f"| {name}: {quality['metric']} <= {quality['threshold']:g}{reached} | "
                          f"{quality['wall_seconds']:.1f} | {quality['training_seconds']:.1f} | {quality['epochs']} |")
+    parts = report["models"]["vae"].get("step_parts")
+    if parts:
+        lines += ["", f"VAE: ours' step took {parts['step_ms']:.2f} ms. Timed alone on one batch, its gradients take "
+                  f"{parts['gradients_ms']:.2f} ms and the optimizer's update ({parts['weights']:,} weights, AdamW's "
+                  f"decay and Adam) {parts['update_ms']:.2f} ms. With every matmul at the peak and that update, a "
+                  f"step at this batch would reach {parts['ceiling_fraction_of_peak']:.0%} of the peak."]
     generation = report["models"]["lstm"]["generation"]
     lines += ["", f"LSTM generation of {generation['length']} characters: ours {generation['ours_chars_per_sec']:,.0f} "
               f"chars/s, the tutorial's predict loop {generation['tutorial_chars_per_sec']:.1f} chars/s "

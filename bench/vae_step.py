@@ -8,9 +8,13 @@ and loss, so their counted FLOPs per image are the same and only the engine diff
   ours:     training.loop.Trainer on training.vae.VaeTask: exactly what `python train.py vae` runs
   keras-io: a keras.Model overriding train_step, trained with fit() (the keras-io VAE example's engine,
             https://keras.io/examples/generative/vae/), with this project's loss from logits.
+It also times the two parts of ours' step alone: the gradients, and the optimizer's update (which does
+not shrink with the batch).
 """
 
 import os
+import statistics
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,7 +25,7 @@ from bench.common import (FitRunner, compare_engines, image_dataset, parse_step_
                           step_parser, time_to_quality)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
-from training import distribute, optimizers  # noqa: E402
+from training import distribute, loop, optimizers  # noqa: E402
 from training.cli import parse_args  # noqa: E402
 from training.vae import VaeTask, kl_to_standard_normal, reconstruction_nats, to_unit_range  # noqa: E402
 
@@ -73,6 +77,60 @@ def keras_io_runner(settings, data):
                      settings["batch_size"])
 
 
+def repeated_seconds(function, repeats=5):
+    """The median seconds of one call of a compiled function that runs its work STEPS times."""
+    function()  # traces
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function().numpy()
+        times.append((time.perf_counter() - started) / STEPS)
+    return statistics.median(times)
+
+
+STEPS = 64
+
+
+def step_parts(settings, data, rows, peak_gflops):
+    """Ours' step cut in two and each part timed alone on one batch: the gradients (the model's forward and
+    backward passes) and the optimizer's update (AdamW's decay and the fused Adam, which read and write
+    every weight and its two moments however small the batch; on gradients of zeros, which cost the same).
+    Also the share of the peak a step could reach if its matmuls ran at the peak and the update took no less."""
+    task = VaeTask(settings, data, tf.distribute.get_strategy())
+    images, noise = next(iter(task.train_dataset(0)))
+    variables = task.trainable_variables
+    zeros = [tf.zeros_like(variable) for variable in variables]
+
+    @tf.function
+    def gradients_alone():
+        total = tf.constant(0.0)
+        for _ in tf.range(STEPS):
+            with tf.GradientTape() as tape:
+                reconstruction, kl = task.neg_elbo_terms(images, noise, training=True)
+                loss = tf.reduce_mean(reconstruction + kl)
+            total += tf.add_n([tf.reduce_sum(gradient[:1]) for gradient in tape.gradient(loss, variables)])
+        return total
+
+    @tf.function
+    def updates_alone():
+        for _ in tf.range(STEPS):
+            loop.apply_gradients(task.optimizer, zeros, variables)
+        return task.optimizer.iterations
+
+    batch = settings["batch_size"]
+    matmul_seconds = batch * rows["ours"]["mflops_per_sample"] * 1e6 / (peak_gflops * 1e9)
+    parts = {"weights": sum(int(variable.shape.num_elements()) for variable in variables),
+             "step_ms": batch / rows["ours"]["images_per_sec_median"] * 1e3,
+             "gradients_ms": repeated_seconds(gradients_alone) * 1e3,
+             "update_ms": repeated_seconds(updates_alone) * 1e3}
+    parts["ceiling_fraction_of_peak"] = matmul_seconds / (matmul_seconds + parts["update_ms"] / 1e3)
+    print(f"  ours' step, {parts['step_ms']:.2f} ms, in parts timed alone: the gradients {parts['gradients_ms']:.2f} "
+          f"ms, the optimizer's update of {parts['weights']:,} weights {parts['update_ms']:.2f} ms; with its "
+          f"matmuls at the peak and that update, a step of batch {batch} would reach "
+          f"{parts['ceiling_fraction_of_peak']:.0%} of the peak")
+    return {key: round(value, 3) if isinstance(value, float) else value for key, value in parts.items()}
+
+
 def measure(peak_gflops, epochs, extra_runners=True):
     """The VAE rows of the benchmark (train.py's defaults; see the module docstring)."""
     distribute.make_deterministic(0)
@@ -83,13 +141,15 @@ def measure(peak_gflops, epochs, extra_runners=True):
     rows, ratio, _, make_ours = compare_engines(VaeTask, settings, data, keras_io_runner(settings, data),
                                                 title=title, unit="images", epochs=epochs,
                                                 peak_gflops=peak_gflops, extra_runners=extra_runners)
+    parts = step_parts(settings, data, rows, peak_gflops)
     quality = time_to_quality(make_ours(), QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
     print(f"  time to held-out negative ELBO <= {QUALITY_THRESHOLD:g} nats: {quality['wall_seconds']:.1f} s "
           f"({quality['training_seconds']:.1f} s of training steps; {quality['epochs']} epochs, "
           f"reached {quality['value']:.2f})")
     return {"command": "python train.py vae", "unit": "images", "latent_dim": settings["latent_dim"],
             "units": settings["units"], "batch_size": settings["batch_size"], "data": data.source,
-            "epochs": epochs, "rows": rows, "ratio_to_keras_io_fit": ratio, "time_to_quality": quality}
+            "epochs": epochs, "rows": rows, "ratio_to_keras_io_fit": ratio, "step_parts": parts,
+            "time_to_quality": quality}
 
 
 def main(argv=None):
