@@ -45,6 +45,7 @@ def text_logits(model, ids, training=False, fused_lstm=True):
 
 
 def _check_fusable(layer):
+    """lstm_sequence computes the builder's LSTM only: refuses any other activation, dropout or direction."""
     cell = layer.cell
     standard = (cell.activation is keras.activations.tanh and cell.recurrent_activation is keras.activations.sigmoid
                 and cell.use_bias and not cell.dropout and not cell.recurrent_dropout and layer.return_sequences
