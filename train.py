@@ -20,9 +20,10 @@ from training import run_dir as run_files  # noqa: E402
 TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask"}
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
-# --run-dir is where the run is now: a run directory may be moved or copied and resumed there.
+# --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused
+# optimizer and LSTM, like --jit, only choose how the same function is computed.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "steps_per_execution", "run_dir"}
+                        "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm"}
 
 
 def resolve_settings(argv):

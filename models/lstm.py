@@ -60,18 +60,20 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
 
     Keras' loop runs the cell one step at a time and lets TensorFlow differentiate it, so its backward
     pass repeats at every step two small matmuls for the weight gradients, and every small op of every
-    step is dispatched on its own. Here, as cuDNN does on a GPU, the work that does not depend on the
-    previous step is taken out of the loops and done for all steps at once by TensorFlow's matmul: x W + b
-    before the forward loop; after the backward loop, the gradients of W, U, b and x. What must stay
-    sequential (h U and the gate arithmetic) runs in two loops compiled with XLA, which fuses each step's
-    element-wise ops into a few kernels.
+    step is dispatched on its own. Here, as cuDNN does on a GPU, the matmuls that do not depend on the
+    previous step are taken out of the loops and done for all steps at once by TensorFlow's matmul: x W + b
+    before the forward loop; after the backward loop, the gradients of W, U and x. What must stay
+    sequential (h U and the gate arithmetic, with b's gradient summed along) runs in two loops compiled
+    with XLA, which fuses each step's element-wise ops into a few kernels.
     """
 
     @tf.custom_gradient
     def sequence(x, kernel, recurrent_kernel, bias):
         units = recurrent_kernel.shape[0]
         steps, batch = tf.shape(x)[1], tf.shape(x)[0]
-        x_by_step = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps * batch, -1])  # time-major rows
+        # Time-major rows; static sizes in every reshape, so a replica's empty batch (the last held-out
+        # batch split over replicas) reshapes too.
+        x_by_step = tf.reshape(tf.transpose(x, [1, 0, 2]), [steps * batch, kernel.shape[0]])
         # The part of each gate's input that comes from x_t, for all steps in one matmul: x_t W + b.
         x_parts = tf.reshape(tf.matmul(x_by_step, kernel) + bias, [steps, batch, 4 * units])
         # The loops' own gradients are never taken (this function is their gradient); stop_gradient says so
@@ -83,9 +85,10 @@ def lstm_sequence(x, kernel, recurrent_kernel, bias):
             # z_t = x_t W + h_{t-1} U + b for every t: the gradients of W, U and x, over all steps at once.
             # h_{-1} is 0, so U's sums start at t = 1.
             d_z = tf.reshape(d_zs, [steps * batch, 4 * units])
-            d_recurrent_kernel = tf.matmul(tf.reshape(hs[:-1], [-1, units]), tf.reshape(d_zs[1:], [-1, 4 * units]),
-                                           transpose_a=True)
-            d_x = tf.transpose(tf.reshape(tf.matmul(d_z, kernel, transpose_b=True), [steps, batch, -1]), [1, 0, 2])
+            d_recurrent_kernel = tf.matmul(tf.reshape(hs[:-1], [(steps - 1) * batch, units]),
+                                           tf.reshape(d_zs[1:], [(steps - 1) * batch, 4 * units]), transpose_a=True)
+            d_x = tf.transpose(tf.reshape(tf.matmul(d_z, kernel, transpose_b=True), [steps, batch, kernel.shape[0]]),
+                               [1, 0, 2])
             return d_x, tf.matmul(x_by_step, d_z, transpose_a=True), d_recurrent_kernel, d_bias
 
         return tf.transpose(hs, [1, 0, 2]), gradient
@@ -132,7 +135,8 @@ def _backward_loop(d_hs, kept, recurrent_kernel):
         return tf.matmul(d_z, recurrent_kernel_t), d_c * f, d_z, d_bias + tf.reduce_sum(d_z, axis=0)
 
     d_z0 = tf.concat([zeros] * 4, axis=1)
-    _, _, d_zs, d_biases = tf.scan(step, (d_hs, kept), initializer=(zeros, zeros, d_z0, d_z0[0]), reverse=True)
+    d_bias0 = tf.zeros([4 * recurrent_kernel.shape[0]], d_hs.dtype)
+    _, _, d_zs, d_biases = tf.scan(step, (d_hs, kept), initializer=(zeros, zeros, d_z0, d_bias0), reverse=True)
     return d_zs, d_biases[0]  # the sum reached at t = 0
 
 

@@ -91,6 +91,19 @@ def test_resume_needs_a_run_with_a_checkpoint(tiny_gan_run, tmp_path):
     assert_refused(run_script("train.py", "gan", "--resume", "--run-dir", tmp_path / "started"), "damaged")
 
 
+def test_on_resume_engine_flags_may_change_and_no_flags_count_as_typed(tiny_lstm_run, tiny_vae_run):
+    """--no-fused-lstm only chooses how the same function is computed, so a resumed run takes it; --no-X of
+    a setting of the run is typed like --X, and refused as a change."""
+    import train
+    from training.cli import UsageError
+
+    settings, _, _ = train.resolve_settings(["lstm", "--resume", "--run-dir", str(tiny_lstm_run),
+                                             "--no-fused-lstm", "--no-fused-optimizer"])
+    assert settings["fused_lstm"] is False and settings["fused_optimizer"] is False
+    with pytest.raises(UsageError, match="--batch-norm False differs from the run's True"):
+        train.resolve_settings(["vae", "--resume", "--run-dir", str(tiny_vae_run), "--no-batch-norm"])
+
+
 def test_a_run_directory_that_cannot_be_made_is_refused(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     assert_refused(run_script("train.py", *TINY_GAN, "--run-dir", tmp_path / "file" / "run"),

@@ -89,6 +89,9 @@ def test_the_fused_lstm_equals_keras_lstm_forward_and_backward():
             scale = float(tf.reduce_max(tf.abs(expected)))
             assert scale > 0.1, weight.path
             np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=weight.path)
+    # A replica's empty batch (the last held-out batch split over replicas) has a static size of 0.
+    empty = tf.function(lambda: text_logits(model, ids[:0]))()
+    assert empty.shape == (0, 23, 11)
 
 
 def test_training_with_the_fused_lstm_equals_training_with_keras_lstm(tiny_lstm_run, tmp_path):

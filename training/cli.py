@@ -300,7 +300,10 @@ def explicit_flags(argv):
     given = set()
     for token in argv:
         if token.startswith("--"):
-            given.add(token[2:].split("=", 1)[0].replace("-", "_"))
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            given.add(name)
+            if name.startswith("no_"):  # --no-X of an on/off flag types X
+                given.add(name[3:])
     return given
 
 
