@@ -231,6 +231,25 @@ def test_offline_the_default_corpus_falls_back_to_pydoc_and_shakespeare_says_wha
                    "tiny Shakespeare is not cached and could not be downloaded", "use --corpus pydoc")
 
 
+def test_an_empty_share_of_the_last_held_out_batch_adds_nothing():
+    """Two replicas split a last held-out batch of one window as 1 + 0: the empty share must trace (Keras'
+    LSTM cannot be traced on a static batch of 0) and add 0 to every sum, fused LSTM or Keras'."""
+    import tensorflow as tf
+
+    from datasets import text
+    from training.cli import parse_args
+    from training.lstm import LstmTask
+
+    data = text.load("pydoc")
+    for fused in ("--fused-lstm", "--no-fused-lstm"):
+        task = LstmTask(vars(parse_args(TINY_LSTM + [fused])), data, tf.distribute.get_strategy())
+        ids, targets = next(iter(task.held_out_dataset()))
+        empty = tf.function(task.held_out_step)((ids[:0], targets[:0]))
+        assert {name: float(value) for name, value in empty.items()} == {"loss": 0, "bits_per_char": 0, "count": 0}
+        one = tf.function(task.held_out_step)((ids[:1], targets[:1]))
+        assert float(one["count"]) == ids.shape[1] and float(one["loss"]) > 0
+
+
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
     """The GPU paths on the CPU, in-process: mixed_float16 with loss scaling (float32 logits, clipping
     measured on unscaled gradients), and the step compiled with XLA (--jit)."""

@@ -152,6 +152,10 @@ class LstmTask:
     def held_out_step(self, inputs):
         """Sums over this replica's held-out characters of the loss (nats) and bits, and their count."""
         ids, targets = inputs
+        if ids.shape[0] == 0:
+            # This replica's share of a last, short batch is empty (its size is known when traced); Keras'
+            # LSTM cannot be traced on no rows, and they add nothing.
+            return {"loss": tf.constant(0.0), "bits_per_char": tf.constant(0.0), "count": tf.constant(0.0)}
         nats = cross_entropy(targets, lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm))
         return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
                 "count": tf.cast(tf.size(nats), tf.float32)}
