@@ -77,6 +77,9 @@ def keras_io_runner(settings, data):
                      settings["batch_size"])
 
 
+STEPS = 64  # runs of each part per timed call
+
+
 def repeated_seconds(function, repeats=5):
     """The median seconds of one call of a compiled function that runs its work STEPS times."""
     function()  # traces
@@ -86,9 +89,6 @@ def repeated_seconds(function, repeats=5):
         function().numpy()
         times.append((time.perf_counter() - started) / STEPS)
     return statistics.median(times)
-
-
-STEPS = 64
 
 
 def step_parts(settings, data, rows, peak_gflops):

@@ -100,7 +100,7 @@ class LstmTask:
             raise ValueError(f"--batch-size {self.global_batch_size} is more than the {self.num_windows} "
                              f"training sequences of {self.seq_len} characters; use a smaller --batch-size")
         self.clip_norm = settings["clip_norm"]
-        # On a GPU, Keras' LSTM runs cuDNN's fused kernel, faster than lstm_sequence; on a CPU, the reverse.
+        # lstm_sequence is for CPUs (measured there, bench/); on a GPU, Keras' LSTM runs cuDNN's fused kernel.
         self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
         with strategy.scope():
             self.model = lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"],
