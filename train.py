@@ -23,7 +23,8 @@ TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "
 # --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused
 # optimizer and LSTM, like --jit, only choose how the same function is computed.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm"}
+                        "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm",
+                        "lstm_chains"}
 
 
 def resolve_settings(argv):

@@ -7,7 +7,8 @@ Training, same model (train.py's defaults), data, batch, optimizer and clipping 
 counted FLOPs per character are the same (ours skips the backward pass's matmul into the zero initial
 state) and only the engine differs:
   ours:     training.loop.Trainer on training.lstm.LstmTask: what `python train.py lstm` runs, its LSTM
-            layer as models.lstm.lstm_sequence on a CPU (the row --no-fused-lstm runs Keras' LSTM loop)
+            layer as models.lstm.lstm_sequence on a CPU, its rows in 4 concurrent groups (rows
+            --lstm-chains 1: in one; --no-fused-lstm: Keras' LSTM loop)
   keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets)
 Generation of --length characters after a one-character prompt, same trained weights:
   ours:     models.lstm.TextSampler, one compiled step per character with the LSTM state carried
@@ -91,7 +92,8 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
         LstmTask, settings, data, keras_io_runner(settings, data, steps_per_epoch), title=title, unit="chars",
         epochs=epochs, peak_gflops=peak_gflops, extra_runners=extra_runners, loop_iterations=seq_len,
         keras_io_label="keras-io (compile + fit)", one_step_per_call=False,
-        variants=[("ours_keras_lstm", "ours, --no-fused-lstm (Keras' LSTM)", {"fused_lstm": False})])
+        variants=[("ours_one_chain", "ours, --lstm-chains 1", {"lstm_chains": 1}),
+                  ("ours_keras_lstm", "ours, --no-fused-lstm (Keras' LSTM)", {"fused_lstm": False})])
     model = trained_task.model
     generation = generation_speed(model, data, length)  # trained weights, so the text is not uniform noise
     print(f"  generating {length} characters: ours (stateful, compiled) {generation['ours_chars_per_sec']:.0f} "

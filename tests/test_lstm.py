@@ -73,16 +73,18 @@ def test_the_fused_lstm_equals_keras_lstm_forward_and_backward():
     ids = tf.constant(np.random.default_rng(1).integers(0, 11, size=(3, 23)), tf.int32)
     upstream = tf.random.normal((3, 23, 11))
 
-    def logits_and_gradients(fused):
+    def logits_and_gradients(fused, chains=None):
         with tf.GradientTape() as tape:
-            logits = text_logits(model, ids, fused_lstm=fused)
+            logits = text_logits(model, ids, fused_lstm=fused, chains=chains)
             loss = tf.reduce_sum(logits * upstream)
         return logits, tape.gradient(loss, model.trainable_weights)
 
     keras_logits, keras_gradients = tf.function(logits_and_gradients)(False)
     np.testing.assert_allclose(keras_logits, model(ids), rtol=1e-6, atol=1e-6)
-    for run in (tf.function(logits_and_gradients), logits_and_gradients):  # compiled, as train.py runs it; eager
-        fused_logits, fused_gradients = run(True)
+    # Compiled, as train.py runs it, with its rows in one group and in groups of one row; eager.
+    for run, chains in ((tf.function(logits_and_gradients), 1), (tf.function(logits_and_gradients), 4),
+                        (logits_and_gradients, None)):
+        fused_logits, fused_gradients = run(True, chains)
         np.testing.assert_allclose(fused_logits, keras_logits, rtol=1e-5, atol=1e-5)
         for weight, fused, expected in zip(model.trainable_weights, fused_gradients, keras_gradients):
             fused, expected = tf.convert_to_tensor(fused), tf.convert_to_tensor(expected)  # the embedding's: sparse
@@ -92,6 +94,11 @@ def test_the_fused_lstm_equals_keras_lstm_forward_and_backward():
     # A replica's empty batch (the last held-out batch split over replicas) has a static size of 0.
     empty = tf.function(lambda: text_logits(model, ids[:0]))()
     assert empty.shape == (0, 23, 11)
+    # With the batch unknown when traced (the held-out pass), the groups are uneven, or empty for fewer rows.
+    unknown_batch = tf.function(lambda ids: text_logits(model, ids, chains=2),
+                                input_signature=[tf.TensorSpec((None, 23), tf.int32)])
+    for rows in (3, 1):
+        np.testing.assert_allclose(unknown_batch(ids[:rows]), keras_logits[:rows], rtol=1e-5, atol=1e-5)
 
 
 def test_training_with_the_fused_lstm_equals_training_with_keras_lstm(tiny_lstm_run, tmp_path):

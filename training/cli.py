@@ -194,6 +194,9 @@ def build_parser():
                       help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
                            "(models/lstm.py: lstm_sequence; the same function as Keras' LSTM); on a GPU, "
                            "Keras' LSTM runs cuDNN either way")
+    lstm.add_argument("--lstm-chains", type=int, default=4,  # models.lstm.SEQUENCE_CHAINS
+                      help="with --fused-lstm, run the batch's sequences as this many groups, each with its own "
+                           "loops, which TensorFlow runs concurrently on the CPU's cores (1: all in one)")
     lstm.add_argument("--clip-norm", type=finite_float, default=1.0,
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)
@@ -228,6 +231,8 @@ def parse_args(argv):
         raise UsageError(f"--cpu-replicas must be at most {MAX_CPU_REPLICAS}, got {args.cpu_replicas}")
     _require_at_least(args, "keep_checkpoints", 1)
     _require_at_least(args, "steps_per_execution", 1)
+    if args.model == "lstm":
+        _require_at_least(args, "lstm_chains", 1)
     if args.steps_per_epoch is not None:
         _require_at_least(args, "steps_per_epoch", 1)
     require_seed(args.seed)

@@ -102,6 +102,7 @@ class LstmTask:
         self.clip_norm = settings["clip_norm"]
         # lstm_sequence is for CPUs (measured there, bench/); on a GPU, Keras' LSTM runs cuDNN's fused kernel.
         self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
+        self.lstm_chains = settings.get("lstm_chains", lstm_models.SEQUENCE_CHAINS)
         with strategy.scope():
             self.model = lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"],
                                                           settings["units"], settings["layers"], settings["dropout"])
@@ -138,7 +139,8 @@ class LstmTask:
         """One optimizer step on this replica's sequences; the loss averages every position."""
         ids, targets = inputs
         with tf.GradientTape() as tape:
-            logits = lstm_models.text_logits(self.model, ids, training=True, fused_lstm=self.fused_lstm)
+            logits = lstm_models.text_logits(self.model, ids, training=True, fused_lstm=self.fused_lstm,
+                                                    chains=self.lstm_chains)
             per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
             loss = loop.global_mean(per_sequence, self.global_batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -156,7 +158,8 @@ class LstmTask:
             # This replica's share of a last, short batch is empty (its size is known when traced); Keras'
             # LSTM cannot be traced on no rows, and they add nothing.
             return {"loss": tf.constant(0.0), "bits_per_char": tf.constant(0.0), "count": tf.constant(0.0)}
-        nats = cross_entropy(targets, lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm))
+        nats = cross_entropy(targets, lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm,
+                                                                   chains=self.lstm_chains))
         return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
                 "count": tf.cast(tf.size(nats), tf.float32)}
 
