@@ -142,6 +142,43 @@ def measure_runners(runners, labels, epochs, unit, peak_gflops):
     return rows
 
 
+PART_STEPS = 64  # runs of a step's part per timed call (step_parts)
+
+
+def repeated_seconds(function, repeats=5):
+    """The median seconds of one run of a compiled function's work, which it does PART_STEPS times a call."""
+    function()  # traces
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function().numpy()
+        times.append((time.perf_counter() - started) / PART_STEPS)
+    return statistics.median(times)
+
+
+def zero_gradients_update(pairs):
+    """A compiled function applying each (optimizer, variables) of `pairs` PART_STEPS times to gradients of
+    zeros: the optimizers' updates alone, which read and write every weight and its moments however small
+    the batch, and cost the same whatever the gradients."""
+    zeros = [[tf.zeros_like(variable) for variable in variables] for _, variables in pairs]
+
+    @tf.function
+    def updates_alone():
+        for _ in tf.range(PART_STEPS):
+            for (optimizer, variables), gradients in zip(pairs, zeros):
+                loop.apply_gradients(optimizer, gradients, variables)
+        return pairs[0][0].iterations
+
+    return updates_alone
+
+
+def ceiling_fraction(rows, batch_size, peak_gflops, update_ms):
+    """The share of the peak ours' step would reach if its counted matmuls ran at the peak and its optimizer
+    updates took update_ms, no less: the most any engine can get from it at this batch."""
+    matmul_seconds = batch_size * rows["ours"]["mflops_per_sample"] * 1e6 / (peak_gflops * 1e9)
+    return matmul_seconds / (matmul_seconds + update_ms / 1e3)
+
+
 def time_to_quality(runner, metric, threshold, max_epochs):
     """Trains `runner` (a fresh TrainerRunner) until held-out `metric` is at most `threshold`: the epochs and
     the wall-clock seconds it took, everything a run does between its epochs (held-out pass, checkpoint,

@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, compare_engines, image_dataset, parse_step_args, run_alone,  # noqa: E402
-                          step_parser)
+from bench.common import (FitRunner, ceiling_fraction, compare_engines, image_dataset, parse_step_args,  # noqa: E402
+                          repeated_seconds, run_alone, step_parser, zero_gradients_update)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -85,7 +85,26 @@ def keras_io_runner(settings, data):
                      settings["batch_size"])
 
 
-def measure(peak_gflops, epochs, extra_runners=True):
+def step_parts(settings, data, rows, peak_gflops, goal_ratio):
+    """Ours' step beside its two optimizers' updates timed alone (D's Adam, and G's Adam with the weights'
+    moving average), the share of the peak a step could reach with its matmuls at the peak and those
+    updates, and the share `goal_ratio` times keras-io's fit would need."""
+    task = GanTask(settings, data, tf.distribute.get_strategy())
+    pairs = [(task.d_optimizer, task.judge.trainable_variables), (task.g_optimizer, task.generator.trainable_variables)]
+    batch = settings["batch_size"]
+    parts = {"weights": sum(int(variable.shape.num_elements()) for _, variables in pairs for variable in variables),
+             "step_ms": batch / rows["ours"]["images_per_sec_median"] * 1e3,
+             "update_ms": repeated_seconds(zero_gradients_update(pairs)) * 1e3,
+             "fraction_of_peak_for_goal": goal_ratio * rows["keras_io_fit"]["fraction_of_peak"]}
+    parts["ceiling_fraction_of_peak"] = ceiling_fraction(rows, batch, peak_gflops, parts["update_ms"])
+    print(f"  ours' step {parts['step_ms']:.2f} ms, of which the two optimizers' updates of {parts['weights']:,} "
+          f"weights take {parts['update_ms']:.2f} ms alone; with its matmuls at the peak and those updates a step "
+          f"would reach {parts['ceiling_fraction_of_peak']:.0%} of the peak, and {goal_ratio:g}x keras-io's fit "
+          f"needs {parts['fraction_of_peak_for_goal']:.0%}")
+    return {key: round(value, 3) if isinstance(value, float) else value for key, value in parts.items()}
+
+
+def measure(peak_gflops, epochs, extra_runners=True, goal_ratio=1.3):
     """The GAN rows of the benchmark (train.py's defaults; see the module docstring)."""
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
@@ -95,9 +114,10 @@ def measure(peak_gflops, epochs, extra_runners=True):
     rows, ratio, _, _ = compare_engines(GanTask, settings, data, keras_io_runner(settings, data), title=title,
                                         unit="images", epochs=epochs, peak_gflops=peak_gflops,
                                         extra_runners=extra_runners)
+    parts = step_parts(settings, data, rows, peak_gflops, goal_ratio)
     return {"command": "python train.py gan", "unit": "images", "arch": settings["arch"],
             "batch_size": settings["batch_size"], "data": data.source, "epochs": epochs, "rows": rows,
-            "ratio_to_keras_io_fit": ratio}
+            "ratio_to_keras_io_fit": ratio, "step_parts": parts}
 
 
 def main(argv=None):

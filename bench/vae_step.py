@@ -13,19 +13,18 @@ not shrink with the batch).
 """
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, compare_engines, image_dataset, parse_step_args, run_alone,  # noqa: E402
-                          step_parser, time_to_quality)
+from bench.common import (PART_STEPS, FitRunner, ceiling_fraction, compare_engines, image_dataset,  # noqa: E402
+                          parse_step_args, repeated_seconds, run_alone, step_parser, time_to_quality,
+                          zero_gradients_update)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
-from training import distribute, loop, optimizers  # noqa: E402
+from training import distribute, optimizers  # noqa: E402
 from training.cli import parse_args  # noqa: E402
 from training.vae import VaeTask, kl_to_standard_normal, reconstruction_nats, to_unit_range  # noqa: E402
 
@@ -77,20 +76,6 @@ def keras_io_runner(settings, data):
                      settings["batch_size"])
 
 
-STEPS = 64  # runs of each part per timed call
-
-
-def repeated_seconds(function, repeats=5):
-    """The median seconds of one call of a compiled function that runs its work STEPS times."""
-    function()  # traces
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function().numpy()
-        times.append((time.perf_counter() - started) / STEPS)
-    return statistics.median(times)
-
-
 def step_parts(settings, data, rows, peak_gflops):
     """Ours' step cut in two and each part timed alone on one batch: the gradients (the model's forward and
     backward passes) and the optimizer's update (AdamW's decay and the fused Adam, which read and write
@@ -99,31 +84,23 @@ def step_parts(settings, data, rows, peak_gflops):
     task = VaeTask(settings, data, tf.distribute.get_strategy())
     images, noise = next(iter(task.train_dataset(0)))
     variables = task.trainable_variables
-    zeros = [tf.zeros_like(variable) for variable in variables]
 
     @tf.function
     def gradients_alone():
         total = tf.constant(0.0)
-        for _ in tf.range(STEPS):
+        for _ in tf.range(PART_STEPS):
             with tf.GradientTape() as tape:
                 reconstruction, kl = task.neg_elbo_terms(images, noise, training=True)
                 loss = tf.reduce_mean(reconstruction + kl)
             total += tf.add_n([tf.reduce_sum(gradient[:1]) for gradient in tape.gradient(loss, variables)])
         return total
 
-    @tf.function
-    def updates_alone():
-        for _ in tf.range(STEPS):
-            loop.apply_gradients(task.optimizer, zeros, variables)
-        return task.optimizer.iterations
-
     batch = settings["batch_size"]
-    matmul_seconds = batch * rows["ours"]["mflops_per_sample"] * 1e6 / (peak_gflops * 1e9)
     parts = {"weights": sum(int(variable.shape.num_elements()) for variable in variables),
              "step_ms": batch / rows["ours"]["images_per_sec_median"] * 1e3,
              "gradients_ms": repeated_seconds(gradients_alone) * 1e3,
-             "update_ms": repeated_seconds(updates_alone) * 1e3}
-    parts["ceiling_fraction_of_peak"] = matmul_seconds / (matmul_seconds + parts["update_ms"] / 1e3)
+             "update_ms": repeated_seconds(zero_gradients_update([(task.optimizer, variables)])) * 1e3}
+    parts["ceiling_fraction_of_peak"] = ceiling_fraction(rows, batch, peak_gflops, parts["update_ms"])
     print(f"  ours' step, {parts['step_ms']:.2f} ms, in parts timed alone: the gradients {parts['gradients_ms']:.2f} "
           f"ms, the optimizer's update of {parts['weights']:,} weights {parts['update_ms']:.2f} ms; with its "
           f"matmuls at the peak and that update, a step of batch {batch} would reach "
