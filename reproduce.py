@@ -265,6 +265,17 @@ def write_tables(results, machine_info, args):
             print(f"rewrote the results tables in {os.path.relpath(readme, REPO)}")
 
 
+def expected_wall_time(quick, chosen, previous):
+    """What to expect: the chosen experiments' training commands as long as they took in the last results
+    (the evaluations add a little), or the whole run's usual time."""
+    if quick:
+        return "a few minutes"
+    recorded = [previous.get("experiments", {}).get(name, {}).get("command_seconds") for name in chosen]
+    if chosen and None not in recorded:
+        return f"over {sum(recorded) / 60:.0f} minutes (its training commands in the last results.json)"
+    return f"about {EXPECTED_MINUTES} minutes on a 2-core CPU for everything"
+
+
 def main(argv=None):
     args = resolve(sys.argv[1:] if argv is None else argv)
     runs = os.path.join(args.out, "runs") if args.quick else os.path.join(REPO, "outputs", "reproduce")
@@ -275,12 +286,12 @@ def main(argv=None):
     previous = run_files.read_json(results_path) if os.path.isfile(results_path) else {}
     results = {name: value for name, value in previous.get("experiments", {}).items()
                if EXPERIMENTS.get(name, {}).get("group") not in args.only}
-    print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}; runs in "
-          f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
-          f"{'a few minutes' if args.quick else f'about {EXPECTED_MINUTES} minutes on a 2-core CPU'}")
-    started = time.perf_counter()
     chosen = [name for name, spec in EXPERIMENTS.items()
               if spec["group"] in args.only and not (args.quick and name in QUICK_SKIPS)]
+    print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}; runs in "
+          f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
+          f"{expected_wall_time(args.quick, chosen, previous)}")
+    started = time.perf_counter()
     with open(os.path.join(runs, "reproduce.log"), "w", encoding="utf-8") as log:  # every command's output
         transcript = Transcript(log, prefix_lines=args.jobs > 1)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
