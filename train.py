@@ -24,7 +24,7 @@ TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "
 # optimizer and LSTM, like --jit, only choose how the same function is computed.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
                         "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm",
-                        "lstm_chains"}
+                        "lstm_chains", "intra_op_threads"}
 
 
 def resolve_settings(argv):
@@ -59,7 +59,7 @@ def requested_data(settings):
     return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
 
 
-def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch):
+def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch, threads):
     """config.json: what produced the run (settings, data actually used, strategy, versions, machine)."""
     import keras
     import numpy as np
@@ -78,6 +78,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
                      "keras": keras.__version__, "numpy": np.__version__},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "threads": threads,  # TensorFlow's intra-op and inter-op threads in effect (0: its default)
     }
 
 
@@ -97,6 +98,7 @@ def main(argv=None):
     task_class = getattr(importlib.import_module(module_name), class_name)
 
     try:
+        threads = distribute.configure_threads(settings["intra_op_threads"])
         distribute.configure_devices(settings["cpu_replicas"])
         strategy, strategy_name = distribute.choose_strategy(settings["strategy"], settings["cpu_replicas"])
         precision = distribute.configure_precision(settings["mixed_precision"])
@@ -153,7 +155,8 @@ def main(argv=None):
                      f"pass --epochs above {completed} to train on")
         print(f"resuming {run_dir} after epoch {completed}" + (f", step {steps_done}" if steps_done else ""))
     if chief:
-        config = run_config(argv, settings, data, strategy_name, replicas, precision, task.steps_per_epoch)
+        config = run_config(argv, settings, data, strategy_name, replicas, precision, task.steps_per_epoch,
+                            threads)
         if previous_config is not None:
             config["resumed_from_epoch"] = previous_config.get("resumed_from_epoch", []) + [completed]
         run_files.write_json(os.path.join(run_dir, run_files.CONFIG), config)

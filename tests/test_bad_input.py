@@ -30,6 +30,7 @@ QUICK_REFUSALS = [
     (["gan", "--batch", "64"], "unrecognized arguments: --batch"),  # no abbreviations
     (["gan", "--seed", str(2**32)], "--seed must be in [0, 2**32)"),
     (["gan", "--steps-per-execution", "0"], "--steps-per-execution must be 1 or more"),
+    (["vae", "--intra-op-threads", "-1"], "--intra-op-threads must be 0 or more"),
     (["gan", "--ema", "1"], "--ema must be in [0, 1)"),
     (["gan", "--info-code", "1"], "--info-code must be 0 (off) or from 2 to --noise-dim 100"),
     (["gan", "--noise-dim", "8", "--info-code", "10"], "from 2 to --noise-dim 8"),

@@ -89,6 +89,10 @@ def _add_shared_flags(parser, model, image_data=True):
     parser.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=True,
                         help="update each variable with TensorFlow's fused Adam kernel (the same formula as "
                              "Keras' Adam in one pass; training/optimizers.py)")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="CPU threads each TensorFlow op may use, the cores shared out among as many ops at "
+                             "once (0: TensorFlow's default, every op on all cores); 1 on a 2-core CPU trains the "
+                             "GAN and the VAE faster and the LSTM slower (python -m bench.threads)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 with loss scaling (GPU only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -231,6 +235,7 @@ def parse_args(argv):
         raise UsageError(f"--cpu-replicas must be at most {MAX_CPU_REPLICAS}, got {args.cpu_replicas}")
     _require_at_least(args, "keep_checkpoints", 1)
     _require_at_least(args, "steps_per_execution", 1)
+    _require_at_least(args, "intra_op_threads", 0)
     if args.model == "lstm":
         _require_at_least(args, "lstm_chains", 1)
     if args.steps_per_epoch is not None:

@@ -25,6 +25,22 @@ def configure_devices(cpu_replicas):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)])
 
 
+def configure_threads(intra_op_threads):
+    """With intra_op_threads > 0, each op runs on that many threads and cpu_count // intra_op_threads ops
+    (at least 2) run at once, so independent ops share the cores out instead of queueing for all of them;
+    0 keeps TensorFlow's default. Must run before TensorFlow initialises; in a process where it already
+    runs (a notebook, the tests) the settings stay as they are. Returns the settings in effect."""
+    if intra_op_threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(2, (os.cpu_count() or 2) // intra_op_threads))
+        except RuntimeError:
+            pass
+    # 0 means TensorFlow's default: every core.
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
 def choose_strategy(name, cpu_replicas):
     """Returns (strategy, resolved_name) for --strategy `name` ("auto" picks from the machine)."""
     gpus = tf.config.list_physical_devices("GPU")

@@ -1,0 +1,79 @@
+"""Training speed of one model at train.py's defaults under several --intra-op-threads settings.
+
+    python -m bench.threads MODEL [--threads 0 1] [--rounds 3] [--epochs 3]
+
+TensorFlow fixes its thread pools when it starts, so each setting trains in its own process: the Trainer
+that train.py runs, one warm-up epoch, then --epochs measured ones (their median). The settings' processes
+alternate for --rounds rounds, so a slow spell of this shared machine hits all of them; the median of
+the rounds is reported for each.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from training import cli  # noqa: E402
+
+MODELS = ("gan", "vae", "lstm")
+CHILD = "--measure-one"  # how the parent runs one setting in a child process
+
+
+def measure_one(model, intra_op_threads, epochs):
+    """Samples/s (median of `epochs` epochs after a warm-up) of train.py's defaults, in this process."""
+    from training import distribute
+
+    distribute.configure_threads(intra_op_threads)
+    import datasets
+    from bench.common import TrainerRunner
+    from bench.profile import TASKS
+
+    data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
+    settings = vars(cli.parse_args([model, *data_flag, "--intra-op-threads", str(intra_op_threads)]))
+    distribute.make_deterministic(settings["seed"])
+    data = datasets.load_for(model, data_flag[1])
+    runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+    runner.run_epoch()
+    rates = [runner.run_epoch() for _ in range(epochs)]
+    runner.close()
+    return statistics.median(rates)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [CHILD]:
+        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]))))
+        return None
+    parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
+                        help="--intra-op-threads settings to compare (0: TensorFlow's default)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per setting, alternated")
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per process, after a warm-up")
+    args = parser.parse_or_exit(argv)
+    if min(args.threads) < 0:
+        cli.fail(f"--threads must be 0 or more, got {min(args.threads)}")
+    for name in ("rounds", "epochs"):
+        if getattr(args, name) < 1:
+            cli.fail(f"--{name} must be 1 or more, got {getattr(args, name)}")
+    rates = {threads: [] for threads in args.threads}
+    for _ in range(args.rounds):
+        for threads in args.threads:
+            result = subprocess.run([sys.executable, "-m", "bench.threads", CHILD, args.model, str(threads),
+                                     str(args.epochs)], capture_output=True, text=True, check=True)
+            rates[threads].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    unit = "characters" if args.model == "lstm" else "images"
+    baseline = statistics.median(rates[args.threads[0]])
+    for threads, measured in rates.items():
+        median = statistics.median(measured)
+        print(f"{args.model} --intra-op-threads {threads}: {median:,.0f} {unit}/s "
+              f"({median / baseline:.2f}x --intra-op-threads {args.threads[0]}; rounds "
+              f"{', '.join(f'{rate:,.0f}' for rate in measured)})")
+    return rates
+
+
+if __name__ == "__main__":
+    main()
