@@ -92,7 +92,8 @@ def markdown(report):
         lines += ["", f"GAN: ours' step took {parts['step_ms']:.2f} ms. Timed alone, its two optimizers' updates "
                   f"({parts['weights']:,} weights: D's Adam, G's Adam and the moving average) take "
                   f"{parts['update_ms']:.2f} ms. With every matmul at the peak and those updates, a step would "
-                  f"reach {parts['ceiling_fraction_of_peak']:.0%} of the peak; {GOALS['ratio_to_keras_io_fit']:g}x keras-io's fit needs "
+                  f"reach {parts['ceiling_fraction_of_peak']:.0%} of the peak; "
+                  f"{GOALS['ratio_to_keras_io_fit']:g}x keras-io's fit needs "
                   f"{parts['fraction_of_peak_for_goal']:.0%}."]
     parts = report["models"]["vae"].get("step_parts")
     if parts:

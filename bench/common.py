@@ -7,6 +7,7 @@ spell of this shared machine hits all of them, and the median epoch is what is c
 """
 
 import json
+import multiprocessing
 import shutil
 import statistics
 import tempfile
@@ -64,6 +65,61 @@ class TrainerRunner:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+# The row of ours with one thread per op (--intra-op-threads 1), in a process of its own (ProcessRunner).
+THREAD_PER_OP_VARIANT = ("ours_one_thread_per_op", "ours, --intra-op-threads 1", {"intra_op_threads": 1})
+
+
+class ProcessRunner:
+    """A TrainerRunner in a process of its own, for settings this process cannot hold: TensorFlow fixes its
+    threads when it starts, and the bench's own process keeps TensorFlow's defaults (as fit() gets them),
+    so ours with --intra-op-threads runs here. One epoch per call, as the others."""
+
+    def __init__(self, task_class, settings, loop_iterations=None):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow not yet started
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=_serve_trainer_runner,
+                                       args=(child_end, task_class, settings, loop_iterations))
+        self.process.start()
+        self.run_dir = self._call("start")
+
+    def _call(self, command):
+        self.connection.send(command)
+        reply = self.connection.recv()
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def run_epoch(self):
+        return self._call("run_epoch")
+
+    def flops_per_sample(self):
+        return self._call("flops_per_sample")
+
+    def close(self):
+        self._call("close")
+        self.process.join()
+
+
+def _serve_trainer_runner(connection, task_class, settings, loop_iterations):
+    """ProcessRunner's other end: builds the runner under the settings' threads, then answers its calls."""
+    import datasets
+
+    distribute.configure_threads(settings["intra_op_threads"])
+    try:
+        distribute.make_deterministic(0)
+        data = datasets.load_for(settings["model"], settings["corpus" if settings["model"] == "lstm" else "data"])
+        runner = TrainerRunner(lambda strategy: task_class(settings, data, strategy), settings, loop_iterations)
+    except Exception as exc:  # reported to the parent, which raises it
+        connection.recv()
+        connection.send(exc)
+        return
+    while True:
+        command = connection.recv()
+        connection.send(runner.run_dir if command == "start" else getattr(runner, command)())
+        if command == "close":
+            return
+
+
 class FitRunner:
     """A compiled keras.Model trained with fit(), one epoch per call (the keras-io examples' way)."""
 
@@ -107,6 +163,8 @@ def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs
     """
     def make_ours(**changed):
         run_settings = {**settings, **changed}
+        if run_settings.get("intra_op_threads", 0):  # this process keeps TensorFlow's default threads
+            return ProcessRunner(task_class, run_settings, loop_iterations)
         return TrainerRunner(lambda strategy: task_class(run_settings, data, strategy), run_settings,
                              loop_iterations)
 
@@ -121,7 +179,7 @@ def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs
         labels["ours_jit"] = "ours, --no-jit" if settings["jit"] else "ours, --jit"
         for name, label, changed in variants:
             runners[name], labels[name] = make_ours(**changed), label
-    trained_task = runners["ours"].trainer.task
+    trained_task = runners["ours"].trainer.task if isinstance(runners["ours"], TrainerRunner) else None
     rows = measure_runners(runners, labels, epochs, unit, peak_gflops)
     return rows, print_rows(title, rows, unit, peak_gflops), trained_task, make_ours
 
@@ -172,9 +230,15 @@ def zero_gradients_update(pairs):
     return updates_alone
 
 
+def rounded(values):
+    """A step's parts for the JSON report: floats to 3 decimals."""
+    return {key: round(value, 3) if isinstance(value, float) else value for key, value in values.items()}
+
+
 def ceiling_fraction(rows, batch_size, peak_gflops, update_ms):
     """The share of the peak ours' step would reach if its counted matmuls ran at the peak and its optimizer
-    updates took update_ms, no less: the most any engine can get from it at this batch."""
+    updates took update_ms on top of them: the most an engine gets at this batch unless the updates overlap
+    the matmuls."""
     matmul_seconds = batch_size * rows["ours"]["mflops_per_sample"] * 1e6 / (peak_gflops * 1e9)
     return matmul_seconds / (matmul_seconds + update_ms / 1e3)
 

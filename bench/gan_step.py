@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, ceiling_fraction, compare_engines, image_dataset, parse_step_args,  # noqa: E402
-                          repeated_seconds, run_alone, step_parser, zero_gradients_update)
+from bench.common import (THREAD_PER_OP_VARIANT, FitRunner, ceiling_fraction, compare_engines,  # noqa: E402
+                          image_dataset, parse_step_args, repeated_seconds, rounded, run_alone, step_parser,
+                          zero_gradients_update)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -101,7 +102,7 @@ def step_parts(settings, data, rows, peak_gflops, goal_ratio):
           f"weights take {parts['update_ms']:.2f} ms alone; with its matmuls at the peak and those updates a step "
           f"would reach {parts['ceiling_fraction_of_peak']:.0%} of the peak, and {goal_ratio:g}x keras-io's fit "
           f"needs {parts['fraction_of_peak_for_goal']:.0%}")
-    return {key: round(value, 3) if isinstance(value, float) else value for key, value in parts.items()}
+    return rounded(parts)
 
 
 def measure(peak_gflops, epochs, extra_runners=True, goal_ratio=1.3):
@@ -113,7 +114,7 @@ def measure(peak_gflops, epochs, extra_runners=True, goal_ratio=1.3):
              f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")
     rows, ratio, _, _ = compare_engines(GanTask, settings, data, keras_io_runner(settings, data), title=title,
                                         unit="images", epochs=epochs, peak_gflops=peak_gflops,
-                                        extra_runners=extra_runners)
+                                        extra_runners=extra_runners, variants=[THREAD_PER_OP_VARIANT])
     parts = step_parts(settings, data, rows, peak_gflops, goal_ratio)
     return {"command": "python train.py gan", "unit": "images", "arch": settings["arch"],
             "batch_size": settings["batch_size"], "data": data.source, "epochs": epochs, "rows": rows,

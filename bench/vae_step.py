@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (PART_STEPS, FitRunner, ceiling_fraction, compare_engines, image_dataset,  # noqa: E402
-                          parse_step_args, repeated_seconds, run_alone, step_parser, time_to_quality,
-                          zero_gradients_update)
+from bench.common import (PART_STEPS, THREAD_PER_OP_VARIANT, FitRunner, ceiling_fraction,  # noqa: E402
+                          compare_engines, image_dataset, parse_step_args, repeated_seconds, rounded, run_alone,
+                          step_parser, time_to_quality, zero_gradients_update)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -105,7 +105,7 @@ def step_parts(settings, data, rows, peak_gflops):
           f"ms, the optimizer's update of {parts['weights']:,} weights {parts['update_ms']:.2f} ms; with its "
           f"matmuls at the peak and that update, a step of batch {batch} would reach "
           f"{parts['ceiling_fraction_of_peak']:.0%} of the peak")
-    return {key: round(value, 3) if isinstance(value, float) else value for key, value in parts.items()}
+    return rounded(parts)
 
 
 def measure(peak_gflops, epochs, extra_runners=True):
@@ -117,7 +117,8 @@ def measure(peak_gflops, epochs, extra_runners=True):
              f"{settings['batch_size']}), {data.source}, {epochs} epochs each, interleaved:")
     rows, ratio, _, make_ours = compare_engines(VaeTask, settings, data, keras_io_runner(settings, data),
                                                 title=title, unit="images", epochs=epochs,
-                                                peak_gflops=peak_gflops, extra_runners=extra_runners)
+                                                peak_gflops=peak_gflops, extra_runners=extra_runners,
+                                                variants=[THREAD_PER_OP_VARIANT])
     parts = step_parts(settings, data, rows, peak_gflops)
     quality = time_to_quality(make_ours(), QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
     print(f"  time to held-out negative ELBO <= {QUALITY_THRESHOLD:g} nats: {quality['wall_seconds']:.1f} s "
