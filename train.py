@@ -36,7 +36,7 @@ def resolve_settings(argv):
     settings = vars(args)
     run_files.check_usable(args.run_dir, args.resume, args.overwrite)
     if not args.resume:
-        return settings, requested_data(settings), None
+        return settings, cli.requested_data(settings), None
     config = run_files.read_run_config(args.run_dir)
     recorded = config["settings"]
     if recorded["model"] != args.model:
@@ -54,11 +54,6 @@ def resolve_settings(argv):
     return settings, config["data"]["source"], config
 
 
-def requested_data(settings):
-    """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
-    return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
-
-
 def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch, threads):
     """config.json: what produced the run (settings, data actually used, strategy, versions, machine)."""
     import keras
@@ -69,7 +64,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "format_version": run_files.FORMAT_VERSION,
         "command": "python train.py " + " ".join(argv),
         "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
-        "data": {"requested": requested_data(settings), **data.summary()},
+        "data": {"requested": cli.requested_data(settings), **data.summary()},
         "strategy": {"name": strategy_name, "replicas": replicas, "global_batch_size": settings["batch_size"],
                      "per_replica_batch_size": settings["batch_size"] // replicas},
         "precision": precision,

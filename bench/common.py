@@ -107,7 +107,7 @@ def _serve_trainer_runner(connection, task_class, settings, loop_iterations):
     distribute.configure_threads(settings["intra_op_threads"])
     try:
         distribute.make_deterministic(0)
-        data = datasets.load_for(settings["model"], settings["corpus" if settings["model"] == "lstm" else "data"])
+        data = datasets.load_for(settings["model"], cli.requested_data(settings))
         runner = TrainerRunner(lambda strategy: task_class(settings, data, strategy), settings, loop_iterations)
     except Exception as exc:  # reported to the parent, which raises it
         connection.recv()
@@ -235,12 +235,17 @@ def rounded(values):
     return {key: round(value, 3) if isinstance(value, float) else value for key, value in values.items()}
 
 
-def ceiling_fraction(rows, batch_size, peak_gflops, update_ms):
-    """The share of the peak ours' step would reach if its counted matmuls ran at the peak and its optimizer
-    updates took update_ms on top of them: the most an engine gets at this batch unless the updates overlap
-    the matmuls."""
+def update_parts(rows, batch_size, peak_gflops, pairs):
+    """Ours' step beside its optimizers' updates timed alone (each (optimizer, variables) of `pairs`, on
+    gradients of zeros), and the share of the peak the step would reach if its counted matmuls ran at the
+    peak and those updates took as long on top of them: the most an engine gets at this batch unless the
+    updates overlap the matmuls."""
+    parts = {"weights": sum(int(variable.shape.num_elements()) for _, variables in pairs for variable in variables),
+             "step_ms": batch_size / rows["ours"]["images_per_sec_median"] * 1e3,
+             "update_ms": repeated_seconds(zero_gradients_update(pairs)) * 1e3}
     matmul_seconds = batch_size * rows["ours"]["mflops_per_sample"] * 1e6 / (peak_gflops * 1e9)
-    return matmul_seconds / (matmul_seconds + update_ms / 1e3)
+    parts["ceiling_fraction_of_peak"] = matmul_seconds / (matmul_seconds + parts["update_ms"] / 1e3)
+    return parts
 
 
 def time_to_quality(runner, metric, threshold, max_epochs):

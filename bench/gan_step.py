@@ -17,9 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (THREAD_PER_OP_VARIANT, FitRunner, ceiling_fraction, compare_engines,  # noqa: E402
-                          image_dataset, parse_step_args, repeated_seconds, rounded, run_alone, step_parser,
-                          zero_gradients_update)
+from bench.common import (THREAD_PER_OP_VARIANT, FitRunner, compare_engines, image_dataset,  # noqa: E402
+                          parse_step_args, rounded, run_alone, step_parser, update_parts)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -92,12 +91,8 @@ def step_parts(settings, data, rows, peak_gflops, goal_ratio):
     updates, and the share `goal_ratio` times keras-io's fit would need."""
     task = GanTask(settings, data, tf.distribute.get_strategy())
     pairs = [(task.d_optimizer, task.judge.trainable_variables), (task.g_optimizer, task.generator.trainable_variables)]
-    batch = settings["batch_size"]
-    parts = {"weights": sum(int(variable.shape.num_elements()) for _, variables in pairs for variable in variables),
-             "step_ms": batch / rows["ours"]["images_per_sec_median"] * 1e3,
-             "update_ms": repeated_seconds(zero_gradients_update(pairs)) * 1e3,
-             "fraction_of_peak_for_goal": goal_ratio * rows["keras_io_fit"]["fraction_of_peak"]}
-    parts["ceiling_fraction_of_peak"] = ceiling_fraction(rows, batch, peak_gflops, parts["update_ms"])
+    parts = update_parts(rows, settings["batch_size"], peak_gflops, pairs)
+    parts["fraction_of_peak_for_goal"] = goal_ratio * rows["keras_io_fit"]["fraction_of_peak"]
     print(f"  ours' step {parts['step_ms']:.2f} ms, of which the two optimizers' updates of {parts['weights']:,} "
           f"weights take {parts['update_ms']:.2f} ms alone; with its matmuls at the peak and those updates a step "
           f"would reach {parts['ceiling_fraction_of_peak']:.0%} of the peak, and {goal_ratio:g}x keras-io's fit "

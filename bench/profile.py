@@ -58,7 +58,7 @@ def main(argv=None):
     try:
         settings = vars(cli.parse_args(argv))
         model = settings["model"]
-        data = datasets.load_for(model, settings["corpus"] if model == "lstm" else settings["data"])
+        data = datasets.load_for(model, cli.requested_data(settings))
     except (cli.UsageError, datasets.DataError) as exc:
         cli.fail(exc)
     log_dir = log_dir or os.path.join("outputs", "profile", model)

@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (PART_STEPS, THREAD_PER_OP_VARIANT, FitRunner, ceiling_fraction,  # noqa: E402
-                          compare_engines, image_dataset, parse_step_args, repeated_seconds, rounded, run_alone,
-                          step_parser, time_to_quality, zero_gradients_update)
+from bench.common import (PART_STEPS, THREAD_PER_OP_VARIANT, FitRunner, compare_engines,  # noqa: E402
+                          image_dataset, parse_step_args, repeated_seconds, rounded, run_alone, step_parser,
+                          time_to_quality, update_parts)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -96,11 +96,8 @@ def step_parts(settings, data, rows, peak_gflops):
         return total
 
     batch = settings["batch_size"]
-    parts = {"weights": sum(int(variable.shape.num_elements()) for variable in variables),
-             "step_ms": batch / rows["ours"]["images_per_sec_median"] * 1e3,
-             "gradients_ms": repeated_seconds(gradients_alone) * 1e3,
-             "update_ms": repeated_seconds(zero_gradients_update([(task.optimizer, variables)])) * 1e3}
-    parts["ceiling_fraction_of_peak"] = ceiling_fraction(rows, batch, peak_gflops, parts["update_ms"])
+    parts = {**update_parts(rows, batch, peak_gflops, [(task.optimizer, variables)]),
+             "gradients_ms": repeated_seconds(gradients_alone) * 1e3}
     print(f"  ours' step, {parts['step_ms']:.2f} ms, in parts timed alone: the gradients {parts['gradients_ms']:.2f} "
           f"ms, the optimizer's update of {parts['weights']:,} weights {parts['update_ms']:.2f} ms; with its "
           f"matmuls at the peak and that update, a step of batch {batch} would reach "

@@ -138,8 +138,7 @@ def _forward_loop(x_parts, recurrent_kernel):
         tanh_c = tf.tanh(c)
         return o * tanh_c, c, (i, f, g, o, tanh_c, c_previous)
 
-    hs, cs, kept = tf.scan(step, x_parts, initializer=(zeros, zeros, (zeros,) * 6))
-    return hs, cs, kept
+    return tf.scan(step, x_parts, initializer=(zeros, zeros, (zeros,) * 6))
 
 
 @tf.function(jit_compile=True)

@@ -108,6 +108,11 @@ LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_
                  "lr_schedule": "cosine"}
 
 
+def requested_data(settings):
+    """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
+    return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
+
+
 def finite_float(text):
     """A float flag's value: a finite number (argparse's float would take nan and inf)."""
     try:

@@ -140,7 +140,7 @@ class LstmTask:
         ids, targets = inputs
         with tf.GradientTape() as tape:
             logits = lstm_models.text_logits(self.model, ids, training=True, fused_lstm=self.fused_lstm,
-                                                    chains=self.lstm_chains)
+                                             chains=self.lstm_chains)
             per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
             loss = loop.global_mean(per_sequence, self.global_batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -158,8 +158,8 @@ class LstmTask:
             # This replica's share of a last, short batch is empty (its size is known when traced); Keras'
             # LSTM cannot be traced on no rows, and they add nothing.
             return {"loss": tf.constant(0.0), "bits_per_char": tf.constant(0.0), "count": tf.constant(0.0)}
-        nats = cross_entropy(targets, lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm,
-                                                                   chains=self.lstm_chains))
+        logits = lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm, chains=self.lstm_chains)
+        nats = cross_entropy(targets, logits)
         return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
                 "count": tf.cast(tf.size(nats), tf.float32)}
 
