@@ -65,14 +65,29 @@ class TrainerRunner:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-# The row of ours with one thread per op (--intra-op-threads 1), in a process of its own (ProcessRunner).
-THREAD_PER_OP_VARIANT = ("ours_one_thread_per_op", "ours, --intra-op-threads 1", {"intra_op_threads": 1})
+# The row of ours with TensorFlow's default threads (--intra-op-threads 0: every op on all cores), which the
+# bench's own process keeps, for the models whose default (auto) is fewer threads per op.
+TENSORFLOW_THREADS_VARIANT = ("ours_tensorflow_threads", "ours, --intra-op-threads 0", {"intra_op_threads": 0})
+
+
+def call_with_threads(intra_op_threads, function, *args):
+    """function(*args) in a fresh process whose TensorFlow runs each op on `intra_op_threads` threads, or here
+    when that is 0 (this process keeps TensorFlow's default threads); `function` must be importable."""
+    if not intra_op_threads:
+        return function(*args)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow not yet started
+    pool = context.Pool(1, initializer=distribute.configure_threads, initargs=(intra_op_threads,))
+    try:
+        return pool.apply(function, args)
+    finally:
+        pool.close()  # the worker ends on its own, its printed lines flushed
+        pool.join()
 
 
 class ProcessRunner:
     """A TrainerRunner in a process of its own, for settings this process cannot hold: TensorFlow fixes its
     threads when it starts, and the bench's own process keeps TensorFlow's defaults (as fit() gets them),
-    so ours with --intra-op-threads runs here. One epoch per call, as the others."""
+    so ours with --intra-op-threads above 0 runs here. One epoch per call, as the others."""
 
     def __init__(self, task_class, settings, loop_iterations=None):
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow not yet started

@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (THREAD_PER_OP_VARIANT, FitRunner, compare_engines, image_dataset,  # noqa: E402
-                          parse_step_args, rounded, run_alone, step_parser, update_parts)
+from bench.common import (TENSORFLOW_THREADS_VARIANT, FitRunner, call_with_threads,  # noqa: E402
+                          compare_engines, image_dataset, parse_step_args, rounded, run_alone, step_parser,
+                          update_parts)
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
@@ -109,8 +110,10 @@ def measure(peak_gflops, epochs, extra_runners=True, goal_ratio=1.3):
              f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")
     rows, ratio, _, _ = compare_engines(GanTask, settings, data, keras_io_runner(settings, data), title=title,
                                         unit="images", epochs=epochs, peak_gflops=peak_gflops,
-                                        extra_runners=extra_runners, variants=[THREAD_PER_OP_VARIANT])
-    parts = step_parts(settings, data, rows, peak_gflops, goal_ratio)
+                                        extra_runners=extra_runners, variants=[TENSORFLOW_THREADS_VARIANT])
+    # Timed under the threads ours trains with.
+    parts = call_with_threads(settings["intra_op_threads"], step_parts, settings, data, rows, peak_gflops,
+                              goal_ratio)
     return {"command": "python train.py gan", "unit": "images", "arch": settings["arch"],
             "batch_size": settings["batch_size"], "data": data.source, "epochs": epochs, "rows": rows,
             "ratio_to_keras_io_fit": ratio, "step_parts": parts}

@@ -1,6 +1,6 @@
 """Training speed of one model at train.py's defaults under several --intra-op-threads settings.
 
-    python -m bench.threads MODEL [--threads 0 1] [--rounds 3] [--epochs 3]
+    python -m bench.threads MODEL [--threads 0 1] [--rounds 3] [--epochs 3] [--train-flags "--arch dcgan"]
 
 TensorFlow fixes its thread pools when it starts, so each setting trains in its own process: the Trainer
 that train.py runs, one warm-up epoch, then --epochs measured ones (their median). The settings' processes
@@ -10,6 +10,7 @@ the rounds is reported for each.
 
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,8 +23,9 @@ MODELS = ("gan", "vae", "lstm")
 CHILD = "--measure-one"  # how the parent runs one setting in a child process
 
 
-def measure_one(model, intra_op_threads, epochs):
-    """Samples/s (median of `epochs` epochs after a warm-up) of train.py's defaults, in this process."""
+def measure_one(model, intra_op_threads, epochs, train_flags=()):
+    """Samples/s (median of `epochs` epochs after a warm-up) of train.py's defaults with `train_flags`,
+    in this process."""
     from training import distribute
 
     distribute.configure_threads(intra_op_threads)
@@ -32,7 +34,7 @@ def measure_one(model, intra_op_threads, epochs):
     from bench.profile import TASKS
 
     data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
-    settings = vars(cli.parse_args([model, *data_flag, "--intra-op-threads", str(intra_op_threads)]))
+    settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
     distribute.make_deterministic(settings["seed"])
     data = datasets.load_for(model, data_flag[1])
     runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
@@ -45,7 +47,7 @@ def measure_one(model, intra_op_threads, epochs):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [CHILD]:
-        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]))))
+        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]), shlex.split(argv[4]))))
         return None
     parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS)
@@ -53,17 +55,22 @@ def main(argv=None):
                         help="--intra-op-threads settings to compare (0: TensorFlow's default)")
     parser.add_argument("--rounds", type=int, default=3, help="processes per setting, alternated")
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per process, after a warm-up")
+    parser.add_argument("--train-flags", default="", help="more train.py flags, e.g. \"--arch dcgan\"")
     args = parser.parse_or_exit(argv)
     if min(args.threads) < 0:
         cli.fail(f"--threads must be 0 or more, got {min(args.threads)}")
     for name in ("rounds", "epochs"):
         if getattr(args, name) < 1:
             cli.fail(f"--{name} must be 1 or more, got {getattr(args, name)}")
+    try:
+        cli.parse_args([args.model, *shlex.split(args.train_flags)])
+    except (cli.UsageError, ValueError) as exc:
+        cli.fail(f"--train-flags: {exc}")
     rates = {threads: [] for threads in args.threads}
     for _ in range(args.rounds):
         for threads in args.threads:
             result = subprocess.run([sys.executable, "-m", "bench.threads", CHILD, args.model, str(threads),
-                                     str(args.epochs)], capture_output=True, text=True, check=True)
+                                     str(args.epochs), args.train_flags], capture_output=True, text=True, check=True)
             rates[threads].append(json.loads(result.stdout.strip().splitlines()[-1]))
     unit = "characters" if args.model == "lstm" else "images"
     baseline = statistics.median(rates[args.threads[0]])

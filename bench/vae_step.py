@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (PART_STEPS, THREAD_PER_OP_VARIANT, FitRunner, compare_engines,  # noqa: E402
-                          image_dataset, parse_step_args, repeated_seconds, rounded, run_alone, step_parser,
-                          time_to_quality, update_parts)
+from bench.common import (PART_STEPS, TENSORFLOW_THREADS_VARIANT, FitRunner, call_with_threads,  # noqa: E402
+                          compare_engines, image_dataset, parse_step_args, repeated_seconds, rounded, run_alone,
+                          step_parser, time_to_quality, update_parts)
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -115,8 +115,9 @@ def measure(peak_gflops, epochs, extra_runners=True):
     rows, ratio, _, make_ours = compare_engines(VaeTask, settings, data, keras_io_runner(settings, data),
                                                 title=title, unit="images", epochs=epochs,
                                                 peak_gflops=peak_gflops, extra_runners=extra_runners,
-                                                variants=[THREAD_PER_OP_VARIANT])
-    parts = step_parts(settings, data, rows, peak_gflops)
+                                                variants=[TENSORFLOW_THREADS_VARIANT])
+    # Timed under the threads ours trains with.
+    parts = call_with_threads(settings["intra_op_threads"], step_parts, settings, data, rows, peak_gflops)
     quality = time_to_quality(make_ours(), QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS)
     print(f"  time to held-out negative ELBO <= {QUALITY_THRESHOLD:g} nats: {quality['wall_seconds']:.1f} s "
           f"({quality['training_seconds']:.1f} s of training steps; {quality['epochs']} epochs, "
