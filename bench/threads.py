@@ -1,13 +1,15 @@
 """Training speed of one model at train.py's defaults under several --intra-op-threads settings.
 
-    python -m bench.threads MODEL [--threads 0 1] [--rounds 3] [--epochs 3] [--train-flags "--arch dcgan"]
+    python -m bench.threads MODEL [--threads 0 1] [--rounds 3] [--epochs 3] [--train-flags="--arch dcgan"]
+                                  [--engine fit]
 
 TensorFlow fixes its thread pools when it starts, so each setting trains in its own process: the Trainer
-that train.py runs, one warm-up epoch, then --epochs measured ones (their median). The settings' processes
-alternate for --rounds rounds, so a slow spell of this shared machine hits all of them; the median of
-the rounds is reported for each.
+that train.py runs (or, with --engine fit, the keras-io fit() baseline of `python -m bench`), one warm-up
+epoch, then --epochs measured ones (their median). The settings' processes alternate for --rounds rounds,
+so a slow spell of this shared machine hits all of them; the median of the rounds is reported for each.
 """
 
+import importlib
 import json
 import os
 import shlex
@@ -23,9 +25,9 @@ MODELS = ("gan", "vae", "lstm")
 CHILD = "--measure-one"  # how the parent runs one setting in a child process
 
 
-def measure_one(model, intra_op_threads, epochs, train_flags=()):
+def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     """Samples/s (median of `epochs` epochs after a warm-up) of train.py's defaults with `train_flags`,
-    in this process."""
+    in this process, trained by `engine`."""
     from training import distribute
 
     distribute.configure_threads(intra_op_threads)
@@ -37,7 +39,16 @@ def measure_one(model, intra_op_threads, epochs, train_flags=()):
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
     distribute.make_deterministic(settings["seed"])
     data = datasets.load_for(model, data_flag[1])
-    runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+    if engine == "fit":
+        step_module = importlib.import_module(f"bench.{model}_step")
+        if model == "lstm":  # whole epochs, as the Trainer's
+            from training.lstm import windows_per_epoch
+            steps = windows_per_epoch(len(data.train_ids), settings["seq_len"]) // settings["batch_size"]
+            runner = step_module.keras_io_runner(settings, data, steps)
+        else:
+            runner = step_module.keras_io_runner(settings, data)
+    else:
+        runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
     runner.run_epoch()
     rates = [runner.run_epoch() for _ in range(epochs)]
     runner.close()
@@ -47,7 +58,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=()):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [CHILD]:
-        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]), shlex.split(argv[4]))))
+        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]), shlex.split(argv[4]), argv[5])))
         return None
     parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS)
@@ -55,7 +66,9 @@ def main(argv=None):
                         help="--intra-op-threads settings to compare (0: TensorFlow's default)")
     parser.add_argument("--rounds", type=int, default=3, help="processes per setting, alternated")
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per process, after a warm-up")
-    parser.add_argument("--train-flags", default="", help="more train.py flags, e.g. \"--arch dcgan\"")
+    parser.add_argument("--train-flags", default="", help="more train.py flags, e.g. --train-flags=\"--arch dcgan\"")
+    parser.add_argument("--engine", choices=("ours", "fit"), default="ours",
+                        help="ours: train.py's Trainer; fit: the keras-io fit() baseline of python -m bench")
     args = parser.parse_or_exit(argv)
     if min(args.threads) < 0:
         cli.fail(f"--threads must be 0 or more, got {min(args.threads)}")
@@ -70,13 +83,14 @@ def main(argv=None):
     for _ in range(args.rounds):
         for threads in args.threads:
             result = subprocess.run([sys.executable, "-m", "bench.threads", CHILD, args.model, str(threads),
-                                     str(args.epochs), args.train_flags], capture_output=True, text=True, check=True)
+                                     str(args.epochs), args.train_flags, args.engine], capture_output=True, text=True, check=True)
             rates[threads].append(json.loads(result.stdout.strip().splitlines()[-1]))
     unit = "characters" if args.model == "lstm" else "images"
     baseline = statistics.median(rates[args.threads[0]])
     for threads, measured in rates.items():
         median = statistics.median(measured)
-        print(f"{args.model} --intra-op-threads {threads}: {median:,.0f} {unit}/s "
+        engine = " (keras-io fit)" if args.engine == "fit" else ""
+        print(f"{args.model}{engine} --intra-op-threads {threads}: {median:,.0f} {unit}/s "
               f"({median / baseline:.2f}x --intra-op-threads {args.threads[0]}; rounds "
               f"{', '.join(f'{rate:,.0f}' for rate in measured)})")
     return rates

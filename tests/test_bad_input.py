@@ -31,6 +31,7 @@ QUICK_REFUSALS = [
     (["gan", "--seed", str(2**32)], "--seed must be in [0, 2**32)"),
     (["gan", "--steps-per-execution", "0"], "--steps-per-execution must be 1 or more"),
     (["vae", "--intra-op-threads", "-1"], "--intra-op-threads must be 0 or more"),
+    (["gan", "--intra-op-threads", "many"], "expected auto or a whole number, got 'many'"),
     (["gan", "--ema", "1"], "--ema must be in [0, 1)"),
     (["gan", "--info-code", "1"], "--info-code must be 0 (off) or from 2 to --noise-dim 100"),
     (["gan", "--noise-dim", "8", "--info-code", "10"], "from 2 to --noise-dim 8"),
@@ -103,6 +104,21 @@ def test_on_resume_engine_flags_may_change_and_no_flags_count_as_typed(tiny_lstm
     assert settings["fused_lstm"] is False and settings["fused_optimizer"] is False
     with pytest.raises(UsageError, match="--batch-norm False differs from the run's True"):
         train.resolve_settings(["vae", "--resume", "--run-dir", str(tiny_vae_run), "--no-batch-norm"])
+
+
+def test_auto_threads_give_the_mlp_models_half_the_cores_per_op_and_the_run_records_them(tiny_gan_run,
+                                                                                           tiny_lstm_run):
+    """--intra-op-threads auto: the MLP GAN and VAE run each op on half the cores, the convolutional models and
+    the LSTM keep TensorFlow's default (0); train.py's process runs with what its config.json records."""
+    from training import cli, run_dir
+
+    half = max(1, os.cpu_count() // 2)
+    for argv, expected in [(["gan"], half), (["vae"], half), (["gan", "--arch", "dcgan"], 0),
+                           (["vae", "--arch", "conv"], 0), (["lstm"], 0), (["lstm", "--intra-op-threads", "1"], 1)]:
+        assert cli.parse_args(argv).intra_op_threads == expected, argv
+    for run, expected in [(tiny_gan_run, half), (tiny_lstm_run, 0)]:
+        config = run_dir.read_run_config(str(run))
+        assert config["settings"]["intra_op_threads"] == config["threads"]["intra_op"] == expected
 
 
 def test_a_run_directory_that_cannot_be_made_is_refused(tmp_path):

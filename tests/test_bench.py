@@ -78,6 +78,7 @@ def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     (["threads", "gan", "--threads", "0", "-1"], "--threads must be 0 or more"),
     (["threads", "vae", "--rounds", "0"], "--rounds must be 1 or more"),
     (["threads", "dcgan"], "invalid choice"),
+    (["threads", "gan", "--train-flags=--arch mlp2"], "--train-flags: argument --arch: invalid choice"),
 ])
 def test_bench_refuses_bad_flags_with_one_line(flags, message, capsys):
     import importlib
