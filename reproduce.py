@@ -5,7 +5,7 @@ the figures into docs/figures/, writes docs/results.json and rewrites the README
 (between their <!-- reproduce:NAME --> markers). Every step is the same `train.py` / `evaluate.py` /
 `generate.py` command a reader would type; the commands are printed as they run.
 
-    python reproduce.py                   everything, about 47 minutes on a 2-core CPU
+    python reproduce.py                   everything, about 38 minutes on a 2-core CPU
     python reproduce.py --only gan,vae    some of it (the README keeps the other rows)
     python reproduce.py --quick --out DIR a smoke test of the whole pipeline (a few minutes): tiny runs,
                                           figures and tables written under DIR only, never over docs/
@@ -27,9 +27,9 @@ from training import run_dir as run_files
 REPO = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(REPO, "docs")
 README = os.path.join(REPO, "README.md")
-# Measured: 2,612 s for everything on the README's 2-core CPU; since then the DCGAN's train.py command
-# grew from 398 s to 596 s (`--only dcgan`, 614 s with its evaluation).
-EXPECTED_MINUTES = 47
+# The parts' last runs on the README's 2-core CPU: `--only gan,vae` 23.7 minutes (after --intra-op-threads
+# auto), the DCGAN's command and evaluation 10 minutes, the LSTM's about 4.
+EXPECTED_MINUTES = 38
 DATA = "mnist-5k"  # the README's numbers are the offline 5k sample's; --data mnist measures full MNIST
 
 # Each experiment: a train.py command, the evaluate.py flags, and the run's files that become README figures.

@@ -184,7 +184,9 @@ def compare_engines(task_class, settings, data, keras_io, *, title, unit, epochs
                              loop_iterations)
 
     runners = {"ours": make_ours(), "keras_io_fit": keras_io}
-    labels = {"ours": f"ours (train.py: Trainer, {settings['steps_per_execution']} steps per call)",
+    threads = settings["intra_op_threads"]
+    threads_label = f", {threads} thread{'s' if threads > 1 else ''} per op" if threads else ""
+    labels = {"ours": f"ours (train.py: Trainer, {settings['steps_per_execution']} steps per call{threads_label})",
               "keras_io_fit": keras_io_label}
     if extra_runners and one_step_per_call:
         runners["ours_one_step_per_call"] = make_ours(steps_per_execution=1)
@@ -284,9 +286,9 @@ def time_to_quality(runner, metric, threshold, max_epochs):
 
 def print_rows(title, rows, unit, peak_gflops):
     print(title)
-    print(f"  {'':46s} {unit + '/s':>10s} {'MFLOP/sample':>12s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(f"  {'':60s} {unit + '/s':>10s} {'MFLOP/sample':>12s} {'GFLOP/s':>8s} {'of peak':>8s}")
     for row in rows.values():
-        print(f"  {row['label']:46s} {row[f'{unit}_per_sec_median']:10.0f} {row['mflops_per_sample']:12.3f} "
+        print(f"  {row['label']:60s} {row[f'{unit}_per_sec_median']:10.0f} {row['mflops_per_sample']:12.3f} "
               f"{row['gflops_per_sec']:8.1f} {row['fraction_of_peak']:8.1%}")
     ratio = rows["ours"][f"{unit}_per_sec_median"] / rows["keras_io_fit"][f"{unit}_per_sec_median"]
     print(f"  ours / keras-io fit: {ratio:.2f}x   (matmul peak {peak_gflops:.0f} GFLOP/s)")
