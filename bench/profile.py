@@ -58,6 +58,7 @@ def main(argv=None):
     try:
         settings = vars(cli.parse_args(argv))
         model = settings["model"]
+        distribute.configure_threads(settings["intra_op_threads"])  # as train.py, before TensorFlow starts
         data = datasets.load_for(model, cli.requested_data(settings))
     except (cli.UsageError, datasets.DataError) as exc:
         cli.fail(exc)
