@@ -126,7 +126,7 @@ def threads_flag(text):
 
 def auto_intra_op_threads(model, arch):
     """--intra-op-threads auto: half the cores per op for the MLP GAN and VAE, so two of their small ops run at
-    once (on the 2-core CPU one thread each: the GAN 1.15x to 1.25x faster, the VAE 1.08x to 1.14x); 0,
+    once (on the 2-core CPU one thread each: the GAN 1.15x to 1.25x faster, the VAE 1.08x to 1.28x); 0,
     TensorFlow's default, for the convolutional models and the LSTM, whose ops use both cores well (0.92x
     to 0.93x and 0.86x with one thread each). Measured with python -m bench.threads."""
     if model in ("gan", "vae") and arch == "mlp":
