@@ -83,7 +83,8 @@ def main(argv=None):
     for _ in range(args.rounds):
         for threads in args.threads:
             result = subprocess.run([sys.executable, "-m", "bench.threads", CHILD, args.model, str(threads),
-                                     str(args.epochs), args.train_flags, args.engine], capture_output=True, text=True, check=True)
+                                     str(args.epochs), args.train_flags, args.engine],
+                                    capture_output=True, text=True, check=True)
             rates[threads].append(json.loads(result.stdout.strip().splitlines()[-1]))
     unit = "characters" if args.model == "lstm" else "images"
     baseline = statistics.median(rates[args.threads[0]])
