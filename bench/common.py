@@ -70,10 +70,11 @@ class TrainerRunner:
 TENSORFLOW_THREADS_VARIANT = ("ours_tensorflow_threads", "ours, --intra-op-threads 0", {"intra_op_threads": 0})
 
 
-def call_with_threads(intra_op_threads, function, *args):
-    """function(*args) in a fresh process whose TensorFlow runs each op on `intra_op_threads` threads, or here
-    when that is 0 (this process keeps TensorFlow's default threads); `function` must be importable."""
-    if not intra_op_threads:
+def call_with_threads(intra_op_threads, function, *args, own_process=False):
+    """function(*args) in a fresh process whose TensorFlow runs each op on `intra_op_threads` threads (0:
+    TensorFlow's default), or here when that is 0 and not `own_process` (this process keeps TensorFlow's
+    default threads); `function` must be importable."""
+    if not intra_op_threads and not own_process:
         return function(*args)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow not yet started
     pool = context.Pool(1, initializer=distribute.configure_threads, initargs=(intra_op_threads,))

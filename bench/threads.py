@@ -10,11 +10,9 @@ so a slow spell of this shared machine hits all of them; the median of the round
 """
 
 import importlib
-import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -22,18 +20,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from training import cli  # noqa: E402
 
 MODELS = ("gan", "vae", "lstm")
-CHILD = "--measure-one"  # how the parent runs one setting in a child process
 
 
 def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     """Samples/s (median of `epochs` epochs after a warm-up) of train.py's defaults with `train_flags`,
-    in this process, trained by `engine`."""
-    from training import distribute
-
-    distribute.configure_threads(intra_op_threads)
+    in this process (whose threads are already set), trained by `engine`."""
     import datasets
     from bench.common import TrainerRunner
     from bench.profile import TASKS
+    from training import distribute
 
     data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
@@ -57,9 +52,6 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [CHILD]:
-        print(json.dumps(measure_one(argv[1], int(argv[2]), int(argv[3]), shlex.split(argv[4]), argv[5])))
-        return None
     parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS)
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
@@ -76,16 +68,17 @@ def main(argv=None):
         if getattr(args, name) < 1:
             cli.fail(f"--{name} must be 1 or more, got {getattr(args, name)}")
     try:
-        cli.parse_args([args.model, *shlex.split(args.train_flags)])
+        train_flags = shlex.split(args.train_flags)
+        cli.parse_args([args.model, *train_flags])
     except (cli.UsageError, ValueError) as exc:
         cli.fail(f"--train-flags: {exc}")
+    from bench.common import call_with_threads  # TensorFlow, only once the command is known to be good
+
     rates = {threads: [] for threads in args.threads}
     for _ in range(args.rounds):
         for threads in args.threads:
-            result = subprocess.run([sys.executable, "-m", "bench.threads", CHILD, args.model, str(threads),
-                                     str(args.epochs), args.train_flags, args.engine],
-                                    capture_output=True, text=True, check=True)
-            rates[threads].append(json.loads(result.stdout.strip().splitlines()[-1]))
+            rates[threads].append(call_with_threads(threads, measure_one, args.model, threads, args.epochs,
+                                                    train_flags, args.engine, own_process=True))
     unit = "characters" if args.model == "lstm" else "images"
     baseline = statistics.median(rates[args.threads[0]])
     for threads, measured in rates.items():
