@@ -31,6 +31,9 @@ def train_a_few_steps(optimizer_class, steps=20, **kwargs):
     (optimizers.FusedAdam, keras.optimizers.Adam, {"learning_rate": 1e-2, "beta_1": 0.5}),
     (optimizers.FusedAdam, keras.optimizers.Adam, {"learning_rate": 1e-2, "use_ema": True, "ema_momentum": 0.9}),
     (optimizers.FusedAdamW, keras.optimizers.AdamW, {"learning_rate": 1e-2, "weight_decay": 0.5}),
+    # a rate that changes every step, computed once per step for all variables
+    (optimizers.FusedAdamW, keras.optimizers.AdamW,
+     {"learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=10), "weight_decay": 0.5}),
 ])
 def test_fused_updates_equal_keras_updates(fused, reference, kwargs):
     got_weights, got_averages = train_a_few_steps(fused, **kwargs)

@@ -17,32 +17,43 @@ class FusedAdamUpdate:
     are Keras' own, so checkpoints are unchanged. AMSGrad keeps Keras' update.
     """
 
-    def update_step(self, gradient, variable, learning_rate):
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        """Updates every variable with the step's shared scalars computed once: Keras recomputes them for
+        each variable (each a chain of small ops that grappler cannot merge, as it reads the step counter),
+        which for the VAE's 18 variables was more ops than the model itself."""
         if self.amsgrad:
-            return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+        # Here in cross-replica context: learning_rate is per replica (update() hands each device its own).
+        step = tf.cast(self.iterations + 1, tf.float32)
+        beta_1, beta_2 = tf.cast(self.beta_1, tf.float32), tf.cast(self.beta_2, tf.float32)
+        shared = {"lr": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": tf.cast(self.epsilon, tf.float32),
+                  "beta_1_power": tf.pow(beta_1, step), "beta_2_power": tf.pow(beta_2, step)}
+        for gradient, variable in grads_and_vars:
+            distribution.extended.update(variable, self._fused_update, args=(gradient, shared), group=False)
+
+    def _fused_update(self, variable, gradient, shared):
         index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        shared = {name: tf.cast(value, dtype) for name, value in shared.items()}  # no-op for float32
         # Under a distribution strategy `variable` is this device's copy; .handle of the (mirrored)
         # slots resolves to the same device inside the update.
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
-
+            beta1_power=shared["beta_1_power"], beta2_power=shared["beta_2_power"], lr=shared["lr"],
+            beta1=shared["beta_1"], beta2=shared["beta_2"], epsilon=shared["epsilon"], grad=tf.cast(gradient, dtype))
 
     def _update_model_variables_moving_average(self, trainable_variables):
         """The weights' moving average (--ema) as one fused op per variable: average -= (1 - momentum) *
         (average - weight), Keras' momentum * average + (1 - momentum) * weight rearranged."""
         if not self.use_ema:
             return
+        # As Keras: the first step copies the weights (momentum 0), later steps average them.
+        momentum = tf.cast(tf.not_equal(self.iterations, 0), tf.float32) * self.ema_momentum
         for variable, average in zip(trainable_variables, self._model_variables_moving_average):
             if average is None:
                 continue
-            # As Keras: the first step copies the weights (momentum 0), later steps average them.
-            momentum = tf.cast(tf.not_equal(self.iterations, 0), variable.dtype) * self.ema_momentum
-            tf.raw_ops.ResourceApplyGradientDescent(var=average.value.handle, alpha=1 - momentum,
+            tf.raw_ops.ResourceApplyGradientDescent(var=average.value.handle,
+                                                    alpha=tf.cast(1 - momentum, variable.dtype),
                                                     delta=average.value - variable.value)
 
 
@@ -60,18 +71,20 @@ class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
             return
 
         def decay(distribution, variables):
+            # lr * weight_decay once per step, not once per variable as Keras does (see above).
+            rate = tf.cast(self.learning_rate, tf.float32) * tf.cast(self.weight_decay, tf.float32)
             for variable in variables:
                 if self._use_weight_decay(variable):
                     variable = variable.value if isinstance(variable, keras.Variable) else variable
-                    distribution.extended.update(variable, self._decay_one, group=False)
+                    distribution.extended.update(variable, self._decay_one, args=(rate,), group=False)
 
         tf.__internal__.distribute.interim.maybe_merge_call(decay, self._distribution_strategy, variables)
 
-    def _decay_one(self, variable):
-        rate = tf.cast(self.learning_rate, variable.dtype) * tf.cast(self.weight_decay, variable.dtype)
+    @staticmethod
+    def _decay_one(variable, rate):
         # A new tensor assigned in place of the old: 2.6 times faster on the VAE's weights than a fused
         # ResourceApplyGradientDescent(delta=w), which must copy w before it can write it while reading it.
-        variable.assign(variable * (1 - rate))
+        variable.assign(variable * (1 - tf.cast(rate, variable.dtype)))
 
 
 def adam_class(settings):
