@@ -78,7 +78,7 @@ def keras_io_runner(settings, data):
 
 def step_parts(settings, data, rows, peak_gflops):
     """Ours' step cut in two and each part timed alone on one batch: the gradients (the model's forward and
-    backward passes) and the optimizer's update (AdamW's decay and the fused Adam, which read and write
+    backward passes, one step after another) and the optimizer's update (AdamW's decay and the fused Adam, which read and write
     every weight and its two moments however small the batch; on gradients of zeros, which cost the same).
     Also the share of the peak a step could reach if its matmuls ran at the peak and the update took no less."""
     task = VaeTask(settings, data, tf.distribute.get_strategy())
@@ -89,10 +89,14 @@ def step_parts(settings, data, rows, peak_gflops):
     def gradients_alone():
         total = tf.constant(0.0)
         for _ in tf.range(PART_STEPS):
+            # Each step's input waits for the previous step's whole gradients, as in training, where the
+            # next forward pass needs the updated weights. Without that wait, one step's forward pass
+            # runs beside the last one's backward pass on the other core and the part looks 30% cheaper.
+            step_images = images + 1e-30 * total  # a dependency, not a change: 1e-30 * total is 0 in float32
             with tf.GradientTape() as tape:
-                reconstruction, kl = task.neg_elbo_terms(images, noise, training=True)
+                reconstruction, kl = task.neg_elbo_terms(step_images, noise, training=True)
                 loss = tf.reduce_mean(reconstruction + kl)
-            total += tf.add_n([tf.reduce_sum(gradient[:1]) for gradient in tape.gradient(loss, variables)])
+            total += 1e-30 * tf.add_n([tf.reduce_sum(gradient) for gradient in tape.gradient(loss, variables)])
         return total
 
     batch = settings["batch_size"]
