@@ -78,8 +78,9 @@ def keras_io_runner(settings, data):
 
 def step_parts(settings, data, rows, peak_gflops):
     """Ours' step cut in two and each part timed alone on one batch: the gradients (the model's forward and
-    backward passes, one step after another) and the optimizer's update (AdamW's decay and the fused Adam, which read and write
-    every weight and its two moments however small the batch; on gradients of zeros, which cost the same).
+    backward passes, one step after another) and the optimizer's update (AdamW's decay and the fused Adam,
+    which read and write every weight and its two moments however small the batch; on gradients of zeros,
+    which cost the same).
     Also the share of the peak a step could reach if its matmuls ran at the peak and the update took no less."""
     task = VaeTask(settings, data, tf.distribute.get_strategy())
     images, noise = next(iter(task.train_dataset(0)))
