@@ -1,6 +1,6 @@
 """Generate from a finished run.
 
-    python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--seed 0]
+    python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--top-p 0.9] [--seed 0]
         an LSTM run: prints the prompt and the text that follows it
     python generate.py RUN_DIR --n 64 --out samples.png [--seed 0]
         a GAN or VAE run: writes a PNG grid of new digits
@@ -15,7 +15,7 @@ from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
-TEXT_FLAGS = ("prompt", "length", "temperature", "top_k")
+TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p")
 IMAGE_FLAGS = ("n", "out")
 MAX_DIGITS = 10_000  # a grid of 100 x 100 digits; more would only exhaust memory
 MAX_LENGTH = 1_000_000
@@ -31,6 +31,9 @@ def build_parser():
                         help="lstm: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="lstm: sample only among the k most likely characters (default: all)")
+    parser.add_argument("--top-p", type=cli.finite_float, default=None,
+                        help="lstm: nucleus sampling, only among the most likely characters whose probabilities "
+                             "add up to p (default 1: all)")
     parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
     parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
     return parser
@@ -56,6 +59,9 @@ def resolve(argv):
             raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
         if args.top_k is not None and args.top_k < 1:
             raise cli.UsageError(f"--top-k must be 1 or more, got {args.top_k}")
+        args.top_p = 1.0 if args.top_p is None else args.top_p
+        if not 0 < args.top_p <= 1:
+            raise cli.UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
         if args.prompt == "":
             raise cli.UsageError("--prompt is empty; give at least one character (or leave it out)")
     else:
@@ -83,7 +89,8 @@ def generate_text(args, config):
     except CorpusError as exc:
         raise cli.UsageError(f"--prompt has {exc}") from None
     model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
-    ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, args.top_k or 0, args.seed)
+    ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0,
+                                      top_p=args.top_p, seed=args.seed)
     return prompt + vocabulary.decode(ids)
 
 

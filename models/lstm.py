@@ -12,6 +12,8 @@ layer as lstm_sequence (text_logits): the same function and weights, in a form t
 import keras
 import tensorflow as tf
 
+from models import sampling
+
 
 # The batch's rows are independent sequences. lstm_sequence runs them as this many groups ("chains"), each
 # with its own loops and matmuls; TensorFlow's executor runs independent ops concurrently, so on a 2-core
@@ -171,24 +173,20 @@ def recurrent_parts(model):
     return embedding, lstms, model.get_layer("logits")
 
 
-class TextSampler:
+class TextSampler(sampling.Sampler):
     """Generates text from a trained text generator, one character per step with the LSTM state carried.
 
     The tutorial's loop feeds the whole text so far to the model for every new character (cost growing
     with the square of the length); here the prompt is read once, and each new character is one step of
-    each LSTM cell from the state the previous one left, all inside one compiled function.
+    each LSTM cell from the state the previous one left, all inside one compiled function (models/sampling.py).
     """
 
     def __init__(self, model):
         self.embedding, self.lstms, self.output = recurrent_parts(model)
-        self.vocab_size = self.output.units
-        spec = [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
-                tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int64)]
-        self._generate = tf.function(self._generate_ids, input_signature=spec)
-        self._read = tf.function(self._read_prompt, input_signature=spec[:1])
+        super().__init__(self.output.units)
 
-    def _step(self, ids, states):
-        """One character for each row: ids (batch,) -> (next-character logits (batch, vocab), new states)."""
+    def step(self, ids, states):
+        """One character for each row: ids (rows,) -> (next-character logits (rows, vocab), new states)."""
         x = self.embedding(ids)
         new_states = []
         for lstm, state in zip(self.lstms, states):
@@ -196,37 +194,11 @@ class TextSampler:
             new_states.append(state)
         return self.output(x), new_states
 
-    def _read_prompt(self, prompt_ids):
-        """Feeds the prompt (at least one id) from a zero state; returns (logits after its last char, states)."""
+    def start(self, prompt_ids, rows):
+        """Feeds the prompt (at least one id) from a zero state, then copies its state to every row."""
         states = [[tf.zeros((1, lstm.units)), tf.zeros((1, lstm.units))] for lstm in self.lstms]
         logits = tf.zeros((1, self.vocab_size))
         for index in tf.range(tf.shape(prompt_ids)[0]):
-            logits, states = self._step(prompt_ids[index][tf.newaxis], states)
-        return logits, states
-
-    def _generate_ids(self, prompt_ids, length, temperature, top_k, seed):
-        logits, states = self._read_prompt(prompt_ids)
-        generated = tf.TensorArray(tf.int32, size=length)
-        for index in tf.range(length):
-            scaled = logits / temperature
-            if top_k > 0:
-                # Keep the k most likely characters: everything below the k-th largest logit is excluded.
-                kth_largest = tf.math.top_k(scaled, k=top_k).values[:, -1:]
-                scaled = tf.where(scaled < kth_largest, tf.constant(-float("inf")), scaled)
-            # A counter-based draw keyed by (seed, position): the same seed gives the same text.
-            next_id = tf.random.stateless_categorical(scaled, 1, seed=seed + tf.stack([0, tf.cast(index, tf.int64)]),
-                                                      dtype=tf.int32)[:, 0]
-            generated = generated.write(index, next_id[0])
-            logits, states = self._step(next_id, states)
-        return generated.stack()
-
-    def next_char_logits(self, prompt_ids):
-        """The logits of the character after `prompt_ids`, computed statefully: (vocab,) numpy."""
-        return self._read(tf.constant(prompt_ids, tf.int32))[0][0].numpy()
-
-    def generate(self, prompt_ids, length, temperature=1.0, top_k=0, seed=0):
-        """`length` new ids after the prompt, sampled from softmax(logits / temperature), top-k if k > 0."""
-        ids = self._generate(tf.constant(prompt_ids, tf.int32), tf.constant(length, tf.int32),
-                             tf.constant(temperature, tf.float32), tf.constant(min(top_k, self.vocab_size), tf.int32),
-                             tf.constant([seed, 0], tf.int64))
-        return ids.numpy()
+            logits, states = self.step(prompt_ids[index][tf.newaxis], states)
+        repeat = [rows, 1]
+        return tf.tile(logits, repeat), [[tf.tile(h, repeat), tf.tile(c, repeat)] for h, c in states]

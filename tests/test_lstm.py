@@ -137,6 +137,7 @@ def test_seeded_generation_is_repeatable(tiny_lstm_run, capsys):
     assert generate("--seed", 5) == first.stdout  # the same text in another process
     assert generate("--seed", 6) != first.stdout
     assert generate("--seed", 5, "--top-k", 1) == generate("--seed", 9, "--top-k", 1)  # top-1 is greedy
+    assert generate("--seed", 5, "--top-p", "1e-6") == generate("--seed", 5, "--top-k", 1)  # so is a tiny nucleus
 
 
 def test_evaluate_writes_bits_per_char_samples_and_curves(tiny_lstm_run):
@@ -222,6 +223,8 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
     assert_refused(refused(generate.main, tiny_lstm_run, "--length", "-1"),
                    "--length must be in [0, 1,000,000], got -1")
     assert_refused(refused(generate.main, tiny_lstm_run, "--top-k", "0"), "--top-k must be 1 or more")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--top-p", "0"), "--top-p must be in (0, 1], got 0.0")
+    assert_refused(refused(generate.main, tiny_lstm_run, "--top-p", "1.5"), "--top-p must be in (0, 1]")
     assert_refused(refused(generate.main, tiny_lstm_run, "--prompt", "明月"), "'明' '月'")
     assert_refused(refused(generate.main, tiny_lstm_run, "--n", "4"), "--n is for gan and vae runs")
     assert_refused(refused(generate.main, tmp_path), "holds no run")
