@@ -50,8 +50,7 @@ EXPERIMENTS = {
                           {"figures/samples_epoch_{epochs:03d}.png": "gan_recipe_samples.png"}
                           if name == "gan_tutorial" else {})}
        for name, flags in GAN_ABLATION.items()},
-    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "120",
-                                         "--learning-rate", "1e-3", "--info-code", "10", "--info-weight", "0.5"],
+    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan"],  # its recipe: training.cli.RECIPES
               "evaluate": ["--over-training"],
               "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
                           "figures/class_histogram.png": "dcgan_class_histogram.png",
@@ -201,8 +200,8 @@ def gan_table(results):
     labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
               "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
-              "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3 --info-code 10 "
-                       "--info-weight 0.5` (the same remedies and InfoGAN's code)"}
+              "dcgan": "`--arch dcgan`: its recipe, batch 64, learning rate 1e-3, InfoGAN's code (10 values, "
+                       "weight 0.5), the same remedies"}
     for name, label in labels.items():
         if name not in results:
             continue

@@ -34,6 +34,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
     distribute.make_deterministic(settings["seed"])
     data = datasets.load_for(model, cli.requested_data(settings))  # --train-flags may name other data
+    cli.settle_run_length(settings, data)
     if engine == "fit":
         step_module = importlib.import_module(f"bench.{model}_step")
         if model == "lstm":  # whole epochs, as the Trainer's
