@@ -2,7 +2,8 @@
 file (and to a heading, for #anchors), and every command in them is parsed by the real parsers.
 
 Commands are read from fenced code blocks and from `inline code`, except inline synopses (with `...` or `[`).
-Nothing is run: each command's flags go through its script's own parser, so this takes a second or two.
+A fenced command whose comment is `# error: MESSAGE` shows a refusal: if its parser refuses it, the message
+must be MESSAGE. Nothing is run: each command's flags go through its script's own parser, in a second or two.
 """
 
 import contextlib
@@ -77,7 +78,8 @@ def link_problems(path, root=REPO):
 
 
 def commands_in(path):
-    """(line number, command as typed, argv after `python`) for each command in a markdown file's code."""
+    """(line number, command as typed, (env, argv after `python`), the `# error:` it shows or None) for each
+    command in a markdown file's code."""
     found = []
     pending = ""  # a fenced line ending in a backslash continues on the next
     for number, line, fenced in doc_lines(path):
@@ -90,10 +92,11 @@ def commands_in(path):
         else:
             pieces = [code for _, code in INLINE_CODE.findall(line) if "..." not in code and "[" not in code]
         for piece in pieces:
+            piece, _, comment = piece.partition("# error: ") if fenced else (piece, "", "")
             for segment in SEPARATORS.split(piece.lstrip("$ ")):
                 argv = command_argv(segment)
                 if argv is not None:
-                    found.append((number, segment.strip(), argv))
+                    found.append((number, segment.strip(), argv, comment.strip() or None))
     return found
 
 
@@ -178,8 +181,15 @@ def command_problem(env, argv):
 
 def command_problems(path, root=REPO):
     shown = os.path.relpath(path, root)
-    return [f"{shown}:{number}: `{typed}`: {problem}" for number, typed, (env, argv) in commands_in(path)
-            if (problem := command_problem(env, argv)) is not None]
+    problems = []
+    for number, typed, (env, argv), shown_error in commands_in(path):
+        problem = command_problem(env, argv)
+        if shown_error is not None and problem is not None and problem != shown_error:
+            problems.append(f"{shown}:{number}: `{typed}`: refused with `error: {problem}`, "
+                            f"where the page shows `error: {shown_error}`")
+        elif shown_error is None and problem is not None:
+            problems.append(f"{shown}:{number}: `{typed}`: {problem}")
+    return problems
 
 
 def test_every_link_and_image_resolves():
@@ -189,7 +199,7 @@ def test_every_link_and_image_resolves():
 
 def test_every_command_parses():
     commands = {name: commands_in(os.path.join(REPO, name)) for name in DOC_FILES}
-    seen = {argv[1] if argv[0] == "-m" else argv[0] for found in commands.values() for _, _, (_, argv) in found}
+    seen = {argv[1] if argv[0] == "-m" else argv[0] for found in commands.values() for _, _, (_, argv), _ in found}
     assert {"train.py", "evaluate.py", "generate.py", "reproduce.py", "bench"} <= seen, seen  # not vacuous
     problems = [problem for name in DOC_FILES for problem in command_problems(os.path.join(REPO, name))]
     assert not problems, "commands the parsers refuse:\n" + "\n".join(problems)
@@ -219,6 +229,8 @@ def test_the_checks_catch_a_broken_link_flag_value_and_subcommand(tmp_path):
         "TF_CONFIG='{\"cluster\": {\"worker\": [\"a:1\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}' "
         "python train.py gan --strategy multi-worker",
         "python train.py gan --strategy multi-worker",
+        "python train.py gan --seed -1  # error: --seed must be in [0, 2**32), got -1",
+        "python train.py gan --seed -2  # error: a message the parser does not give",
         "```",
         "Inline: `python train.py diffusion --epochs 1`, `python reproduce.py --only gan,bogus --out x`, "
         "a synopsis `python train.py MODEL [flags]` is skipped.",
@@ -228,13 +240,15 @@ def test_the_checks_catch_a_broken_link_flag_value_and_subcommand(tmp_path):
                      "page.md:3: link to there.md#no-such-part: no heading with the anchor #no-such-part in there.md",
                      "page.md:3: link to gone.png: gone.png does not exist"]
     problems = command_problems(str(page), root=str(tmp_path))
-    assert len(problems) == 5, problems
+    assert len(problems) == 6, problems
     assert problems[0].startswith("page.md:6: `python train.py vae --no-such-flag 3`: ")
     assert "unrecognized arguments: --no-such-flag 3" in problems[0]
     assert problems[1].startswith("page.md:8: ") and "argument --arch: invalid choice: 'resnet'" in problems[1]
     assert problems[2].startswith("page.md:10: ") and "needs TF_CONFIG" in problems[2]
-    assert problems[3].startswith("page.md:12: ") and "invalid choice: 'diffusion'" in problems[3]
-    assert problems[4].startswith("page.md:12: ") and "--only takes groups" in problems[4]
+    assert problems[3] == ("page.md:12: `python train.py gan --seed -2`: refused with `error: --seed must be in "
+                           "[0, 2**32), got -2`, where the page shows `error: a message the parser does not give`")
+    assert problems[4].startswith("page.md:14: ") and "invalid choice: 'diffusion'" in problems[4]
+    assert problems[5].startswith("page.md:14: ") and "--only takes groups" in problems[5]
 
 
 @pytest.mark.parametrize("model", sorted(cli.build_parser()._subparsers._group_actions[0].choices))
