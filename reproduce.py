@@ -208,40 +208,45 @@ def _percent(value):
     return f"{100 * value:.1f}%"
 
 
+def experiments_table(results, header, labels, cells):
+    """A markdown table: the header's columns, then one row per labelled experiment that ran, its label and
+    cells(result)."""
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows += ["| " + " | ".join([label, *cells(results[name])]) + " |"
+             for name, label in labels.items() if name in results]
+    return "\n".join(rows)
+
+
 def gan_table(results):
-    rows = ["| run (`python train.py gan ...`, 1,000 samples) | confident (>= 0.9) | effective classes | "
-            "classifier FID / real-data floor (ratio) | classifier score | training time |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    def cells(result):
+        metrics = result["metrics"]
+        return [_percent(metrics["confident_fraction"]), f"{metrics['effective_classes']:.2f}",
+                f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
+                f"({metrics['fid_ratio_to_floor']:.1f}x)", f"{metrics['classifier_score']:.2f}",
+                f"{result['training_seconds']:.0f} s"]
+
+    header = ["run (`python train.py gan ...`, 1,000 samples)", "confident (>= 0.9)", "effective classes",
+              "classifier FID / real-data floor (ratio)", "classifier score", "training time"]
     labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
               "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
               "dcgan": "`--arch dcgan`: its recipe, batch 64, learning rate 1e-3, InfoGAN's code (10 values, "
                        "weight 0.5), the same remedies"}
-    for name, label in labels.items():
-        if name not in results:
-            continue
-        metrics = results[name]["metrics"]
-        rows.append(f"| {label} | {_percent(metrics['confident_fraction'])} | {metrics['effective_classes']:.2f} | "
-                    f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
-                    f"({metrics['fid_ratio_to_floor']:.1f}x) | {metrics['classifier_score']:.2f} | "
-                    f"{results[name]['training_seconds']:.0f} s |")
-    return "\n".join(rows)
+    return experiments_table(results, header, labels, cells)
 
 
 def vae_table(results):
-    rows = ["| run (`python train.py vae ...`) | test -ELBO (nats) | reconstruction + KL | importance-weighted NLL "
-            "(K = 100) | train -ELBO | training time |", "| --- | --- | --- | --- | --- | --- |"]
+    def cells(result):
+        metrics = result["metrics"]
+        return [f"{metrics['test_neg_elbo']:.2f}", f"{metrics['test_reconstruction']:.2f} + {metrics['test_kl']:.2f}",
+                f"{metrics['test_nll_importance_weighted']:.2f}", f"{metrics['train_neg_elbo']:.2f}",
+                f"{result['training_seconds']:.0f} s ({result['epochs']} epochs)"]
+
+    header = ["run (`python train.py vae ...`)", "test -ELBO (nats)", "reconstruction + KL",
+              "importance-weighted NLL (K = 100)", "train -ELBO", "training time"]
     labels = {"vae_z20": "`--latent-dim 20` (the quality target: at most 112)", "vae_z2": "the defaults (latent 2)",
               "vae_conv": "`--arch conv --latent-dim 20`: the conv recipe"}
-    for name, label in labels.items():
-        if name not in results:
-            continue
-        metrics = results[name]["metrics"]
-        rows.append(f"| {label} | {metrics['test_neg_elbo']:.2f} | {metrics['test_reconstruction']:.2f} + "
-                    f"{metrics['test_kl']:.2f} | {metrics['test_nll_importance_weighted']:.2f} | "
-                    f"{metrics['train_neg_elbo']:.2f} | {results[name]['training_seconds']:.0f} s "
-                    f"({results[name]['epochs']} epochs) |")
-    return "\n".join(rows)
+    return experiments_table(results, header, labels, cells)
 
 
 def summary_table(results, machine_info):
