@@ -227,8 +227,8 @@ def gan_table(results):
 
     header = ["run (`python train.py gan ...`, 1,000 samples)", "confident (>= 0.9)", "effective classes",
               "classifier FID / real-data floor (ratio)", "classifier score", "training time"]
-    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
-              "gan_no_ema": "defaults without EMA (`--ema 0`)",
+    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA",
+              "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)", "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
               "dcgan": "`--arch dcgan`: its recipe, batch 64, learning rate 1e-3, InfoGAN's code (10 values, "
                        "weight 0.5), the same remedies"}

@@ -132,7 +132,7 @@ VAE_DEFAULTS = {"train_images": 50 * MNIST_5K_TRAIN, "batch_size": 64, "learning
 RECIPES = {
     ("gan", "dcgan"): {"batch_size": 64, "train_images": 120 * MNIST_5K_TRAIN, "learning_rate": 1e-3,
                        "info_code": 10, "info_weight": 0.5},
-    ("vae", "conv"): {"train_images": 50 * MNIST_5K_TRAIN},
+    ("vae", "conv"): {"train_images": 20 * MNIST_5K_TRAIN},
 }
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
                  "lr_schedule": "cosine"}
