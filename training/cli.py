@@ -297,8 +297,8 @@ def build_parser():
         for action in models.choices[model]._actions:
             if action.dest in recipe:
                 value = recipe[action.dest]
-                action.recipe_note = f"; --arch {arch}: {value:g}" if isinstance(value, float) else \
-                    f"; --arch {arch}: {value}"
+                shown = f"{value:g}" if isinstance(value, float) else value
+                action.recipe_note = f"; --arch {arch}: {shown}"  # read by HelpFormatter
     return parser
 
 
