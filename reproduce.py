@@ -1,18 +1,19 @@
-"""Reproduce every figure and number in the README: `python reproduce.py`.
+"""Reproduce every figure and number in the README and the docs: `python reproduce.py`.
 
-Trains the three models with the settings the README states, evaluates them with evaluate.py, copies
-the figures into docs/figures/, writes docs/results.json and rewrites the README's results tables
-(between their <!-- reproduce:NAME --> markers). Every step is the same `train.py` / `evaluate.py` /
-`generate.py` command a reader would type; the commands are printed as they run.
+Trains the three models with the settings the docs state, evaluates them with evaluate.py, copies
+the figures into docs/figures/, writes docs/results.json and rewrites the results tables (between their
+<!-- reproduce:NAME --> markers) in README.md, README.zh-CN.md and docs/*.md. Every step is the same
+`train.py` / `evaluate.py` / `generate.py` command a reader would type; the commands are printed as they run.
 
-    python reproduce.py                   everything, about 38 minutes on a 2-core CPU
-    python reproduce.py --only gan,vae    some of it (the README keeps the other rows)
+    python reproduce.py                   everything, about 40 minutes on a 2-core CPU
+    python reproduce.py --only gan,vae    some of it (the pages keep the other rows)
+    python reproduce.py --tables-only     rewrite the pages' tables from docs/results.json, training nothing
     python reproduce.py --quick --out DIR a smoke test of the whole pipeline (a few minutes): tiny runs,
                                           figures and tables written under DIR only, never over docs/
 """
 
 import concurrent.futures
-
+import glob
 import json
 import os
 import shutil
@@ -27,6 +28,13 @@ from training import run_dir as run_files
 REPO = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(REPO, "docs")
 README = os.path.join(REPO, "README.md")
+
+
+def pages():
+    """The pages whose <!-- reproduce:NAME --> tables are rewritten: both READMEs and the chapter pages."""
+    return [README, os.path.join(REPO, "README.zh-CN.md"), *sorted(glob.glob(os.path.join(DOCS, "*.md")))]
+
+
 # The parts' last runs on the README's 2-core CPU: `--only gan,vae` 23.7 minutes (after --intra-op-threads
 # auto), the DCGAN's command and evaluation 10 minutes, the LSTM's about 4.
 EXPECTED_MINUTES = 38
@@ -50,8 +58,7 @@ EXPERIMENTS = {
                           {"figures/samples_epoch_{epochs:03d}.png": "gan_recipe_samples.png"}
                           if name == "gan_tutorial" else {})}
        for name, flags in GAN_ABLATION.items()},
-    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan", "--batch-size", "64", "--epochs", "120",
-                                         "--learning-rate", "1e-3", "--info-code", "10", "--info-weight", "0.5"],
+    "dcgan": {"group": "dcgan", "train": ["gan", "--arch", "dcgan"],  # its recipe: training.cli.RECIPES
               "evaluate": ["--over-training"],
               "figures": {"figures/samples_epoch_{epochs:03d}.png": "dcgan_samples.png",
                           "figures/class_histogram.png": "dcgan_class_histogram.png",
@@ -64,6 +71,8 @@ EXPERIMENTS = {
     "vae_z2": {"group": "vae", "train": ["vae"], "evaluate": [],
                "figures": {"figures/latent_manifold.png": "vae_latent_manifold.png",
                            "figures/latent_space.png": "vae_latent_space.png"}},
+    "vae_conv": {"group": "vae", "train": ["vae", "--arch", "conv", "--latent-dim", "20"], "evaluate": [],
+                 "figures": {"figures/reconstructions.png": "vae_conv_reconstructions.png"}},
     "lstm_pydoc": {"group": "lstm", "train": ["lstm", "--corpus", "pydoc"], "evaluate": [],
                    "figures": {"figures/losses.png": "lstm_curves.png"},
                    "generate": ["--prompt", 'The "with" statement', "--length", "300", "--temperature", "0.5",
@@ -93,6 +102,8 @@ def build_parser():
                         help=f"comma-separated groups to run, of {', '.join(GROUPS)}")
     parser.add_argument("--data", choices=("mnist-5k", "mnist"), default=DATA,
                         help="the GAN's and VAE's data: the offline 5k sample (the README's), or full MNIST")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite the pages' tables from --out's results.json (default docs/), training nothing")
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"experiments run side by side (default {DEFAULT_JOBS}, so the training times are "
                              f"measured alone; {QUICK_JOBS} with --quick)")
@@ -112,12 +123,15 @@ def resolve(argv):
         cli.fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
     if os.path.exists(out) and not os.path.isdir(out):
         cli.fail(f"--out {args.out} is a file, not a directory")
+    if args.tables_only and not os.path.isfile(os.path.join(out, "results.json")):
+        cli.fail(f"--tables-only: {os.path.join(args.out or 'docs', 'results.json')} does not exist; run the "
+                 "experiments first")
     if args.jobs is None:
         args.jobs = QUICK_JOBS if args.quick else DEFAULT_JOBS
     if args.jobs < 1:
         cli.fail(f"--jobs must be 1 or more, got {args.jobs}")
     args.out = out
-    args.update_readme = out == DOCS and not args.quick
+    args.update_pages = out == DOCS and not args.quick  # the pages' tables, README and docs/*.md
     return args
 
 
@@ -194,24 +208,45 @@ def _percent(value):
     return f"{100 * value:.1f}%"
 
 
-def gan_table(results):
-    rows = ["| run (`python train.py gan ...`, 1,000 samples) | confident (>= 0.9) | effective classes | "
-            "classifier FID / real-data floor (ratio) | classifier score | training time |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
-              "gan_no_ema": "defaults without EMA (`--ema 0`)",
-              "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
-              "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3 --info-code 10 "
-                       "--info-weight 0.5` (the same remedies and InfoGAN's code)"}
-    for name, label in labels.items():
-        if name not in results:
-            continue
-        metrics = results[name]["metrics"]
-        rows.append(f"| {label} | {_percent(metrics['confident_fraction'])} | {metrics['effective_classes']:.2f} | "
-                    f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
-                    f"({metrics['fid_ratio_to_floor']:.1f}x) | {metrics['classifier_score']:.2f} | "
-                    f"{results[name]['training_seconds']:.0f} s |")
+def experiments_table(results, header, labels, cells):
+    """A markdown table: the header's columns, then one row per labelled experiment that ran, its label and
+    cells(result)."""
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows += ["| " + " | ".join([label, *cells(results[name])]) + " |"
+             for name, label in labels.items() if name in results]
     return "\n".join(rows)
+
+
+def gan_table(results):
+    def cells(result):
+        metrics = result["metrics"]
+        return [_percent(metrics["confident_fraction"]), f"{metrics['effective_classes']:.2f}",
+                f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
+                f"({metrics['fid_ratio_to_floor']:.1f}x)", f"{metrics['classifier_score']:.2f}",
+                f"{result['training_seconds']:.0f} s"]
+
+    header = ["run (`python train.py gan ...`, 1,000 samples)", "confident (>= 0.9)", "effective classes",
+              "classifier FID / real-data floor (ratio)", "classifier score", "training time"]
+    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA",
+              "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)", "gan_no_ema": "defaults without EMA (`--ema 0`)",
+              "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
+              "dcgan": "`--arch dcgan`: its recipe, batch 64, learning rate 1e-3, InfoGAN's code (10 values, "
+                       "weight 0.5), the same remedies"}
+    return experiments_table(results, header, labels, cells)
+
+
+def vae_table(results):
+    def cells(result):
+        metrics = result["metrics"]
+        return [f"{metrics['test_neg_elbo']:.2f}", f"{metrics['test_reconstruction']:.2f} + {metrics['test_kl']:.2f}",
+                f"{metrics['test_nll_importance_weighted']:.2f}", f"{metrics['train_neg_elbo']:.2f}",
+                f"{result['training_seconds']:.0f} s ({result['epochs']} epochs)"]
+
+    header = ["run (`python train.py vae ...`)", "test -ELBO (nats)", "reconstruction + KL",
+              "importance-weighted NLL (K = 100)", "train -ELBO", "training time"]
+    labels = {"vae_z20": "`--latent-dim 20` (the quality target: at most 112)", "vae_z2": "the defaults (latent 2)",
+              "vae_conv": "`--arch conv --latent-dim 20`: the conv recipe"}
+    return experiments_table(results, header, labels, cells)
 
 
 def summary_table(results, machine_info):
@@ -244,25 +279,30 @@ def replace_between_markers(text, name, content):
     return f"{before}{start}\n{content}\n{end}{after}", True
 
 
-def write_tables(results, machine_info, args):
-    tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results)}
+def write_tables(results, machine_info, out, update_pages):
+    """results.md under `out`; with update_pages, the tables between markers in every page (see pages())."""
+    tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results), "vae": vae_table(results)}
     for name in ("lstm_pydoc", "lstm_tang"):
         if "generated" in results.get(name, {}):
             generated = results[name]["generated"]
             tables[name.split("_")[1]] = f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
-    path = os.path.join(args.out, "results.md")
+    path = os.path.join(out, "results.md")
     run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")
-    if args.update_readme:
-        for readme in (README, os.path.join(REPO, "README.zh-CN.md")):
-            if not os.path.isfile(readme):
+    if update_pages:
+        for page in pages():
+            if os.path.abspath(page) == os.path.abspath(path):
                 continue
-            with open(readme, encoding="utf-8") as handle:
+            with open(page, encoding="utf-8") as handle:
                 text = handle.read()
+            replaced = []
             for name, content in tables.items():
-                text, _ = replace_between_markers(text, name, content)
-            run_files.write_atomic(readme, text)
-            print(f"rewrote the results tables in {os.path.relpath(readme, REPO)}")
+                text, found = replace_between_markers(text, name, content)
+                if found:
+                    replaced.append(name)
+            if replaced:
+                run_files.write_atomic(page, text)
+                print(f"rewrote the {', '.join(replaced)} table(s) in {os.path.relpath(page, REPO)}")
 
 
 def expected_wall_time(quick, chosen, previous):
@@ -278,6 +318,10 @@ def expected_wall_time(quick, chosen, previous):
 
 def main(argv=None):
     args = resolve(sys.argv[1:] if argv is None else argv)
+    if args.tables_only:
+        report = run_files.read_json(os.path.join(args.out, "results.json"))
+        write_tables(report["experiments"], report["machine"], args.out, update_pages=args.update_pages)
+        return
     runs = os.path.join(args.out, "runs") if args.quick else os.path.join(REPO, "outputs", "reproduce")
     figures_dir = os.path.join(args.out, "figures")
     os.makedirs(figures_dir, exist_ok=True)
@@ -314,7 +358,7 @@ def main(argv=None):
     # Not run_files.write_json: that sorts the keys, and the experiments keep the README's order here.
     run_files.write_atomic(results_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {os.path.relpath(results_path, REPO)}")
-    write_tables(results, machine_info, args)
+    write_tables(results, machine_info, args.out, update_pages=args.update_pages)
     print(f"reproduce: done in {report['wall_seconds'] / 60:.1f} minutes")
 
 

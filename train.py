@@ -54,8 +54,9 @@ def resolve_settings(argv):
     return settings, config["data"]["source"], config
 
 
-def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch, threads):
-    """config.json: what produced the run (settings, data actually used, strategy, versions, machine)."""
+def run_config(argv, settings, data, strategy_name, replicas, precision, steps_per_epoch, threads, previous=None):
+    """config.json: what produced the run (settings and where each came from, data actually used, strategy,
+    versions, machine)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -64,6 +65,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "format_version": run_files.FORMAT_VERSION,
         "command": "python train.py " + " ".join(argv),
         "settings": {k: v for k, v in settings.items() if k not in ("resume", "overwrite")},
+        "settings_from": setting_sources(argv, settings, previous),
         "data": {"requested": cli.requested_data(settings), **data.summary()},
         "strategy": {"name": strategy_name, "replicas": replicas, "global_batch_size": settings["batch_size"],
                      "per_replica_batch_size": settings["batch_size"] // replicas},
@@ -75,6 +77,16 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
         "threads": threads,  # TensorFlow's intra-op and inter-op threads in effect (0: its default)
     }
+
+
+def setting_sources(argv, settings, previous):
+    """config.json's settings_from: a new run's (cli.setting_sources); a resumed run keeps its first command's
+    ("recorded" where that run predates settings_from), but for the flags typed now."""
+    if previous is None:
+        return {k: v for k, v in cli.setting_sources(argv, settings).items() if k not in ("resume", "overwrite")}
+    recorded = previous.get("settings_from") or {name: "recorded" for name in previous["settings"]}
+    typed = cli.explicit_flags(argv) & CHANGEABLE_ON_RESUME
+    return {**recorded, **{name: "flag" for name in typed if name in settings}}
 
 
 def main(argv=None):
@@ -111,6 +123,7 @@ def main(argv=None):
     except (cli.UsageError, distribute.SetupError, datasets.DataError) as exc:
         cli.fail(exc)
     print(f"data: {data.description}")
+    cli.settle_run_length(settings, data)  # a new image run's epochs from its --train-images budget
     if settings.get("lr_schedule") == "cosine" and settings["epochs"] > settings["lr_decay_epochs"]:
         print(f"note: the cosine learning-rate decay ends at epoch {settings['lr_decay_epochs']}; the epochs "
               "after it train at learning rate 0 (start a run with a larger --lr-decay-epochs to train longer)")
@@ -151,7 +164,7 @@ def main(argv=None):
         print(f"resuming {run_dir} after epoch {completed}" + (f", step {steps_done}" if steps_done else ""))
     if chief:
         config = run_config(argv, settings, data, strategy_name, replicas, precision, task.steps_per_epoch,
-                            threads)
+                            threads, previous_config)
         if previous_config is not None:
             config["resumed_from_epoch"] = previous_config.get("resumed_from_epoch", []) + [completed]
         run_files.write_json(os.path.join(run_dir, run_files.CONFIG), config)

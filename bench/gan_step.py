@@ -23,7 +23,7 @@ from bench.common import (TENSORFLOW_THREADS_VARIANT, FitRunner, call_with_threa
 from datasets import mnist  # noqa: E402
 from models import gan as gan_models  # noqa: E402
 from training import distribute  # noqa: E402
-from training.cli import parse_args  # noqa: E402
+from training.cli import parse_args, settle_run_length  # noqa: E402
 from training.gan import GanTask, binary_cross_entropy, to_model_range  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def measure(peak_gflops, epochs, extra_runners=True, goal_ratio=1.3):
     """The GAN rows of the benchmark (train.py's defaults; see the module docstring)."""
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
-    settings = vars(parse_args(["gan", "--data", "mnist-5k"]))
+    settings = settle_run_length(vars(parse_args(["gan", "--data", "mnist-5k"])), data)
     title = (f"GAN ({settings['arch']}, batch {settings['batch_size']}, R1 {settings['r1_gamma']:g}, "
              f"EMA {settings['ema']:g}), {data.source}, {epochs} epochs each, interleaved:")
     rows, ratio, _, _ = compare_engines(GanTask, settings, data, keras_io_runner(settings, data), title=title,

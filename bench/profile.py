@@ -60,6 +60,7 @@ def main(argv=None):
         model = settings["model"]
         distribute.configure_threads(settings["intra_op_threads"])  # as train.py, before TensorFlow starts
         data = datasets.load_for(model, cli.requested_data(settings))
+        cli.settle_run_length(settings, data)
     except (cli.UsageError, datasets.DataError) as exc:
         cli.fail(exc)
     log_dir = log_dir or os.path.join("outputs", "profile", model)

@@ -34,6 +34,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
     distribute.make_deterministic(settings["seed"])
     data = datasets.load_for(model, cli.requested_data(settings))  # --train-flags may name other data
+    cli.settle_run_length(settings, data)
     if engine == "fit":
         step_module = importlib.import_module(f"bench.{model}_step")
         if model == "lstm":  # whole epochs, as the Trainer's
@@ -50,8 +51,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     return statistics.median(rates)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+def build_parser():
     parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS)
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
@@ -61,7 +61,12 @@ def main(argv=None):
     parser.add_argument("--train-flags", default="", help="more train.py flags, e.g. --train-flags=\"--arch dcgan\"")
     parser.add_argument("--engine", choices=("ours", "fit"), default="ours",
                         help="ours: train.py's Trainer; fit: the keras-io fit() baseline of python -m bench")
-    args = parser.parse_or_exit(argv)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_or_exit(argv)
     if min(args.threads) < 0:
         cli.fail(f"--threads must be 0 or more, got {min(args.threads)}")
     for name in ("rounds", "epochs"):

@@ -25,7 +25,7 @@ from bench.common import (PART_STEPS, TENSORFLOW_THREADS_VARIANT, FitRunner, cal
 from datasets import mnist  # noqa: E402
 from models import vae as vae_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
-from training.cli import parse_args  # noqa: E402
+from training.cli import parse_args, settle_run_length  # noqa: E402
 from training.vae import VaeTask, kl_to_standard_normal, reconstruction_nats, to_unit_range  # noqa: E402
 
 # The quality the timed run must reach: held-out negative ELBO (nats per image) of the default model
@@ -114,7 +114,7 @@ def measure(peak_gflops, epochs, extra_runners=True):
     """The VAE rows of the benchmark (train.py's defaults; see the module docstring)."""
     distribute.make_deterministic(0)
     data = mnist.load("mnist-5k")
-    settings = vars(parse_args(["vae", "--data", "mnist-5k"]))
+    settings = settle_run_length(vars(parse_args(["vae", "--data", "mnist-5k"])), data)
     title = (f"VAE ({settings['arch']} {settings['units']}, latent {settings['latent_dim']}, batch "
              f"{settings['batch_size']}), {data.source}, {epochs} epochs each, interleaved:")
     rows, ratio, _, make_ours = compare_engines(VaeTask, settings, data, keras_io_runner(settings, data),

@@ -129,7 +129,7 @@ def test_same_seed_gives_identical_runs_whatever_the_steps_per_execution(tiny_ga
                                             ("dcgan", ["--info-code", "10"])])
 def test_two_cpu_replicas_equal_one(tmp_path, arch, remedies):
     common = ["gan", "--arch", arch, "--data", "mnist-5k", "--batch-size", "16", "--steps-per-epoch", "3",
-              "--epochs", "1", "--seed", "5", "--quiet", *remedies]
+              "--epochs", "1", "--seed", "5", "--learning-rate", str(GAN_LEARNING_RATE), "--quiet", *remedies]
     train(*common, "--run-dir", tmp_path / "one")
     result = train(*common, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
     assert "mirrored with 2 replica(s)" in result.stdout

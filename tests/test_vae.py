@@ -147,13 +147,14 @@ def test_mixed_precision_and_xla_steps_run_and_stay_finite():
 
     from datasets import mnist
     from training import loop
-    from training.cli import parse_args
+    from training.cli import parse_args, settle_run_length
     from training.vae import VaeTask
 
     settings = vars(parse_args(["vae", "--latent-dim", "4", "--batch-size", "32", "--steps-per-epoch", "3",
                                 "--kl-warmup", "1"]))
     strategy = tf.distribute.get_strategy()
     data = mnist.load("mnist-5k")
+    settle_run_length(settings, data)
     for mixed, jit in ((True, False), (False, True)):
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
         try:

@@ -207,6 +207,26 @@ def checkpoint_prefixes(checkpoint_dir):
     return [os.path.join(checkpoint_dir, f"ckpt-{number}") for number in sorted(numbers, reverse=True)]
 
 
+def duration(seconds):
+    """Seconds as a short duration: `42 s`, `8 min 05 s`, `1 h 12 min`."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def run_progress_line(history, epochs):
+    """After an epoch, the whole run's time so far and left, the latter at the mean epoch so far, e.g.
+    `run: epoch 3/120, 13 s so far, about 8 min 30 s left (4.4 s an epoch)`."""
+    done = history[-1]["epoch"]
+    mean = sum(row["epoch_seconds"] for row in history) / len(history)
+    left = f"about {duration(mean * (epochs - done))} left" if done < epochs else "done"
+    return (f"run: epoch {done}/{epochs}, {duration(history[-1]['wall_seconds'])} so far, {left} "
+            f"({mean:.1f} s an epoch)")
+
+
 class Trainer:
     """Runs epochs of a task under a strategy, writing checkpoints, history, logs and figures."""
 
@@ -299,6 +319,8 @@ class Trainer:
                 row = {"epoch": epoch + 1, **means, "epoch_seconds": round(epoch_seconds, 3),
                        "wall_seconds": round(wall_seconds, 3)}
                 history.append(row)
+                if self.verbose:
+                    print(run_progress_line(history, epochs), flush=True)
                 # History first, then the checkpoint: a process killed between the two leaves one row
                 # too many, which a resume drops (it keeps the rows up to the checkpoint's epoch).
                 if self.chief:
