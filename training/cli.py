@@ -109,6 +109,46 @@ LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_
                  "lr_schedule": "cosine"}
 
 
+# A corpus' own recipe: the defaults it trains with unless a flag is typed (recorded in config.json as the
+# run's settings, and "recipe"). Tang: chosen by measuring the step's time and held-out bits in 10 minutes
+# on the 2-core CPU (docs/verse.md); a window is one 7x8 poem and its line ends (65 targets).
+LSTM_CORPUS_RECIPES = {"tang": {"seq_len": 65, "embedding_dim": 128, "units": 256, "batch_size": 64, "epochs": 2}}
+
+
+def recipes_help(recipes):
+    """--help's epilog: each corpus' recipe, as the flags it stands for."""
+    return "corpus recipes (the defaults for that --corpus; a typed flag wins): " + "; ".join(
+        f"{corpus}: " + " ".join(f"--{name.replace('_', '-')} {value}" for name, value in recipe.items())
+        for corpus, recipe in recipes.items())
+
+
+def _add_corpus_flags(parser):
+    """--corpus and --one-per-line, for every text model."""
+    parser.add_argument("--corpus", default="auto",
+                        help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
+                             "documentation, offline; tang: 36,918 Tang poems of regular verse, one a line, "
+                             "offline; PATH: any UTF-8 text file; auto: shakespeare if it can be had, else pydoc")
+    parser.add_argument("--one-per-line", action="store_true",
+                        help="--corpus PATH holds one document a line (a poem, a sentence): each is read from "
+                             "its line start, and whole ones are held out (tang always is)")
+
+
+def apply_corpus_recipe(args, argv, recipes):
+    """The corpus' recipe for every flag not typed in argv; args.recipe names it (None: no recipe).
+    tang is one poem a line; --one-per-line is for a file, the named corpora being running text."""
+    if args.corpus == "tang":
+        args.one_per_line = True
+    elif args.one_per_line and args.corpus in ("auto", "shakespeare", "pydoc"):
+        raise UsageError(f"--one-per-line is for --corpus PATH (a file of one document a line); "
+                         f"{args.corpus} is running text")
+    recipe = recipes.get(args.corpus)
+    args.recipe = args.corpus if recipe else None
+    typed = explicit_flags(argv)
+    for name, value in (recipe or {}).items():
+        if name not in typed:
+            setattr(args, name, value)
+
+
 def requested_data(settings):
     """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
     return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
@@ -209,12 +249,10 @@ def build_parser():
     vae.set_defaults(**VAE_DEFAULTS)
 
     lstm = models.add_parser("lstm", help="the character-level LSTM text generator",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                             epilog=recipes_help(LSTM_CORPUS_RECIPES))
     _add_shared_flags(lstm, "lstm", image_data=False)
-    lstm.add_argument("--corpus", default="auto",
-                      help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
-                           "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
-                           "text file; auto: shakespeare if it can be had, else pydoc")
+    _add_corpus_flags(lstm)
     lstm.add_argument("--seq-len", type=int, default=100, help="characters per training sequence")
     lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
     lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
@@ -254,6 +292,8 @@ def _add_schedule_flags(parser):
 def parse_args(argv):
     """Parses and checks argv; raises UsageError with a message the user can act on."""
     args = build_parser().parse_args(argv)
+    if args.model == "lstm":
+        apply_corpus_recipe(args, argv, LSTM_CORPUS_RECIPES)
     _require_at_least(args, "epochs", 1)
     _require_at_least(args, "batch_size", 1)
     _require_at_least(args, "cpu_replicas", 1)

@@ -8,7 +8,8 @@ regular verse, converted from traditional to simplified characters, one poem a l
 
 Regular verse here: the body (no title) is 4 or 8 clauses, all of 5 or all of 7 Chinese characters, each
 ended by the collection's clause punctuation (，。？！；) and nothing else: no notes, no variant readings in
-brackets, no missing characters (□). Of the collection's 57,607 Tang poems, 36,817 are (1,631,664 characters).
+brackets, no missing characters (□). Of the collection's 57,607 Tang poems, 36,918 are: 1,636,416
+characters, 6,662 distinct Chinese characters and 5 punctuation marks.
 """
 
 import gzip
@@ -20,7 +21,7 @@ import sys
 from opencc import OpenCC
 
 CLAUSE_PUNCTUATION = "，。？！；"
-HAN = "\u3400-\u4dbf\u4e00-\u9fff"  # CJK Unified Ideographs and Extension A
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0003134f"  # CJK Unified Ideographs and Extensions A to H
 CLAUSE = re.compile(f"([{HAN}]+)[{CLAUSE_PUNCTUATION}]")
 WHOLE_BODY = re.compile(f"(?:[{HAN}]+[{CLAUSE_PUNCTUATION}])+")
 CLAUSES_PER_POEM = (4, 8)
@@ -50,9 +51,10 @@ def main(folder, out_path):
     total, kept = 0, []
     for poem in tang_poems(folder):
         total += 1
-        body = "".join(line.strip() for line in poem["paragraphs"])
+        # Checked once simplified: a few characters simplify to ones outside the Basic Multilingual Plane.
+        body = to_simplified.convert("".join(line.strip() for line in poem["paragraphs"]))
         if regular_verse(body):
-            kept.append(to_simplified.convert(body))
+            kept.append(body)
     # mtime=0: the same poems give the same bytes.
     with gzip.GzipFile(out_path, "wb", compresslevel=9, mtime=0) as handle:
         handle.write(("\n".join(kept) + "\n").encode("utf-8"))
