@@ -283,16 +283,18 @@ def replace_between_markers(text, name, content):
 def write_tables(results, machine_info, args):
     tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results)}
     for name in ("lstm_pydoc", "lstm_tang"):
-        if results.get(name, {}).get("generated"):
-            tables[name.split("_")[1]] = "\n\n".join(f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
-                                                      for generated in results[name]["generated"])
+        generated = results.get(name, {}).get("generated") or []
+        generated = [generated] if isinstance(generated, dict) else generated  # results.json before the poems
+        if generated:
+            tables[name.split("_")[1]] = "\n\n".join(f"`{one['command']}`:\n\n```\n{one['text']}\n```"
+                                                      for one in generated)
     if "verse" in results.get("lstm_tang", {}).get("metrics", {}):
         tables["verse"] = verse_table(results["lstm_tang"])
     path = os.path.join(args.out, "results.md")
     run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")
     if args.update_readme:
-        for readme in (README, os.path.join(REPO, "README.zh-CN.md")):
+        for readme in (README, os.path.join(REPO, "README.zh-CN.md"), os.path.join(DOCS, "verse.md")):
             if not os.path.isfile(readme):
                 continue
             with open(readme, encoding="utf-8") as handle:
