@@ -50,7 +50,7 @@ def test_the_loader_splits_by_whole_poems(quatrains):
 
 def test_training_windows_start_at_line_starts_and_held_out_counts_every_character_once():
     from datasets.text import Vocabulary
-    from training.lstm import document_window_starts, held_out_examples, windows_at
+    from training.lstm import document_window_starts, held_out_examples, packed_window_starts, windows_at
 
     vocabulary = Vocabulary.from_text("\nabcdefg")
     ids = vocabulary.encode("\nabc\nabcdefg\nd\n")
@@ -59,6 +59,9 @@ def test_training_windows_start_at_line_starts_and_held_out_counts_every_charact
     # abc: one window; abcdefg (8 targets with its line end): two; d: one.
     np.testing.assert_array_equal(starts, [0, 4, 8, 12])
     np.testing.assert_array_equal(ends, [4, 12, 12, 14])
+    np.testing.assert_array_equal(packed_window_starts(ids, 4, line_end), starts)  # no two documents fit in 4
+    # Packed: "a\nb\n" fills the first window, which ends inside "c\n"; the next starts at its line end.
+    np.testing.assert_array_equal(packed_window_starts(vocabulary.encode("\na\nb\nc\n"), 4, line_end), [0, 4])
     assert vocabulary.decode(windows_at(ids, starts, 4)[0]) == "\nabc\n"
     windows, weights = held_out_examples(ids, 4, line_end)
     assert weights.sum() == len(ids) - 1  # every character after the first is a target once

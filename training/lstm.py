@@ -14,11 +14,14 @@ A corpus of one document a line (one_per_line: "\n" poem "\n" poem ... "\n") is 
 instead: a window starts at the line end before each document, so its first input is that "\n" (the
 prompt a poem is generated from) and its model starts from a zero state there, as generation does:
 
-    ids      \n 床 前 明 月 光 ， ... 乡 。 \n 白 日 依 ...     (the next document fills the window)
-    window   \n 床 前 ... 。 \n 白 日                          (seq_len + 1 ids from a line end)
+    ids      \n 床 前 明 月 光 ， ... 乡 。 \n 白 日 依 山 尽 ， ... 楼 。 \n 春 眠 ...
+    window   \n 床 前 ... 乡 。 \n 白 日 ... 楼 。 \n 春 眠       (seq_len + 1 ids from a line end)
+    next     \n 春 眠 ...                                        (from the line end of the last whole one)
 
-and every seq_len further inside a document longer than a window. Held out, each document is read on its
-own: the targets after its closing "\n" weigh 0, so every held-out character counts once.
+Training windows are packed: each holds as many whole documents as fit, the rest of it the start of the next
+one, where the next window starts; inside a document longer than a window, windows go on every seq_len.
+Every character is a target once, or twice where a window ends inside a document. Held out, each document
+is read on its own window: the targets after its closing "\n" weigh 0, so every held-out character counts once.
 """
 
 import math
@@ -73,6 +76,19 @@ def document_window_starts(ids, seq_len, line_end_id):
     index_in_document = np.arange(per_document.sum()) - np.repeat(np.cumsum(per_document) - per_document,
                                                                   per_document)
     return np.repeat(before, per_document) + seq_len * index_in_document, np.repeat(closing, per_document)
+
+
+def packed_window_starts(ids, seq_len, line_end_id):
+    """Starts of the packed training windows of a one-document-a-line text (module docstring): each at a
+    line end, the next at the last line end the window reaches as a target, or seq_len further when it
+    reaches none (a document longer than a window)."""
+    line_ends = np.flatnonzero(ids == line_end_id)
+    starts, start = [], line_ends[0]
+    while start < line_ends[-1]:
+        starts.append(start)
+        reached = line_ends[np.searchsorted(line_ends, start + seq_len, side="right") - 1]
+        start = reached if reached > start else start + seq_len
+    return np.array(starts, dtype=np.int64)
 
 
 def windows_at(ids, starts, seq_len):
@@ -132,7 +148,7 @@ class LstmTask:
         if self.line_end_id is None:
             self.num_windows = windows_per_epoch(len(self.train_ids), self.seq_len)
         else:
-            self.document_starts = document_window_starts(self.train_ids, self.seq_len, self.line_end_id)[0]
+            self.document_starts = packed_window_starts(self.train_ids, self.seq_len, self.line_end_id)
             self.num_windows = len(self.document_starts)
         if self.num_windows < 1:
             raise ValueError(f"the corpus has {len(self.train_ids)} training characters, fewer than one training "
