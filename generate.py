@@ -139,9 +139,9 @@ def generate_text(args, config):
         prompt_ids = vocabulary.encode(prompt)
     except CorpusError as exc:
         raise cli.UsageError(f"--prompt has {exc}") from None
-    if args.poems is not None:
-        try:  # the form's bias first: an acrostic the vocabulary cannot write is refused before the model loads
-            form_bias(vocabulary, args.form, args.acrostic or "") if args.form else None
+    if args.form:
+        try:  # an acrostic the vocabulary cannot write is refused before the model loads
+            form_bias(vocabulary, args.form, args.acrostic or "")
         except PoemError as exc:
             raise cli.UsageError(exc) from None
     sampler = text_sampler(config, run_files.load_exported_model(args.run_dir, config, "model.keras",
