@@ -72,6 +72,8 @@ def resolve(argv):
         args.temperature = 1.0 if args.temperature is None else args.temperature
         if not 0 <= args.length <= MAX_LENGTH:
             raise cli.UsageError(f"--length must be in [0, {MAX_LENGTH:,}], got {args.length}")
+        if args.poems is not None and args.length < 1:
+            raise cli.UsageError(f"--length caps each poem's characters; give 1 or more, got {args.length}")
         if not args.temperature > 0:
             raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
         if args.top_k is not None and args.top_k < 1:

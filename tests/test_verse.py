@@ -169,6 +169,7 @@ def test_bad_poem_requests_are_refused(quatrain_run, tiny_lstm_run, capsys):
     assert_refused(refused(generate.main, quatrain_run, "--poems", 0), "--poems must be in [1, 10,000], got 0")
     assert_refused(refused(generate.main, quatrain_run, "--poems", 2, "--prompt", "春"), "--prompt continues a text")
     assert_refused(refused(generate.main, quatrain_run, "--form", "6x4"), "invalid choice: '6x4'")
+    assert_refused(refused(generate.main, quatrain_run, "--poems", 2, "--length", 0), "--length caps each poem's")
     assert_refused(refused(evaluate.main, quatrain_run, "--poems", 0), "--poems must be in [1, 10,000], got 0")
     assert tree_digest(quatrain_run) == before
     pydoc_run = tree_digest(tiny_lstm_run)
