@@ -16,7 +16,8 @@ from training import run_dir as run_files  # noqa: E402
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
            "lstm": ("model.keras", "vocab.json")}
 # Flags that measure one model only, and their defaults; their counts' upper bounds (memory, not taste).
-MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000}
+MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000, "poems": 10_000}
+DEFAULT_POEMS = 500  # evaluation.verse.DEFAULT_POEMS (not imported: flags are checked before TensorFlow loads)
 MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {}}
 
 
@@ -31,6 +32,9 @@ def build_parser():
     parser.add_argument("--over-training", action="store_const", const=True, default=None,
                         help="gan: also measure the generator snapshots training wrote (classifier FID and "
                              "effective classes per epoch) into figures/quality_over_training.png")
+    parser.add_argument("--poems", type=int, default=None,
+                        help=f"lstm on one poem a line: how many poems to sample and measure, beside as many real "
+                             f"held-out ones (default {DEFAULT_POEMS})")
     return parser
 
 
@@ -51,6 +55,14 @@ def resolve(argv):
                 if not isinstance(value, bool) and not 1 <= value <= MAX_COUNTS[name]:
                     raise cli.UsageError(f"{flag} must be in [1, {MAX_COUNTS[name]:,}], got {value}")
                 setattr(args, name, value)
+    one_per_line = model == "lstm" and config["data"].get("one_per_line", False)
+    if args.poems is not None and not one_per_line:
+        raise cli.UsageError(f"--poems measures runs on one poem a line; {args.run_dir} holds a {model} run on "
+                             f"{config['data']['source']}")
+    if one_per_line:
+        args.poems = DEFAULT_POEMS if args.poems is None else args.poems
+        if not 1 <= args.poems <= MAX_COUNTS["poems"]:
+            raise cli.UsageError(f"--poems must be in [1, {MAX_COUNTS['poems']:,}], got {args.poems}")
     if model == "gan" and args.over_training:
         from training.gan import SNAPSHOTS, list_snapshots
 
@@ -62,11 +74,15 @@ def resolve(argv):
 
 def print_metrics(metrics):
     """Prints the metrics as a two-column table, and a GAN's over-training measures one row per epoch."""
-    table = {name: value for name, value in metrics.items() if name != "over_training"}
+    table = {name: value for name, value in metrics.items() if name not in ("over_training", "verse")}
     width = max(map(len, table))
     for name, value in table.items():
         value = ", ".join(map(str, value)) if isinstance(value, list) else value
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
+    if "verse" in metrics:
+        from evaluation.verse import table as verse_table
+
+        print(verse_table(metrics["verse"], metrics["held_out_bits_per_char"]))
     if "over_training" in metrics:
         columns = [name for name in metrics["over_training"] if name != "epoch"]
         print("  over training (generator snapshots):\n    epoch  " + "  ".join(columns))
@@ -89,7 +105,7 @@ def measure(args, config, data):
         return vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
     from evaluation import lstm as lstm_evaluation
 
-    return lstm_evaluation.evaluate(args.run_dir, config, data, args.seed)
+    return lstm_evaluation.evaluate(args.run_dir, config, data, args.seed, poems=args.poems)
 
 
 def main(argv=None):
@@ -106,7 +122,7 @@ def main(argv=None):
     import datasets
 
     try:
-        data = datasets.load_for(model, config["data"]["source"])
+        data = datasets.load_for(model, config["data"]["source"], config["data"].get("one_per_line", False))
     except datasets.DataError as exc:
         cli.fail(exc)
     try:
@@ -115,7 +131,8 @@ def main(argv=None):
         cli.fail(exc)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     print_metrics(metrics)
-    extra = f", {os.path.join(args.run_dir, 'evaluation_samples.txt')}" if model == "lstm" else ""
+    written = ("evaluation_samples.txt", "evaluation_poems.txt") if "verse" in metrics else ("evaluation_samples.txt",)
+    extra = "".join(f", {os.path.join(args.run_dir, name)}" for name in written) if model == "lstm" else ""
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 

@@ -2,6 +2,9 @@
 
     python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--top-p 0.9] [--seed 0]
         an LSTM run: prints the prompt and the text that follows it
+    python generate.py RUN_DIR --poems 5 [--form 5x4|5x8|7x4|7x8] [--acrostic 春夏秋冬]
+        an LSTM run on one poem (document) a line: poems from line start to line end, one a line; --form
+        places the punctuation by position, --acrostic starts the k-th clause with its k-th character
     python generate.py RUN_DIR --n 64 --out samples.png [--seed 0]
         a GAN or VAE run: writes a PNG grid of new digits
 """
@@ -11,14 +14,17 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep TensorFlow's start-up quiet
 
+from models.poems import FORMS, FREE_POEM_MAX_LENGTH, PoemError, acrostic_form, form_bias  # noqa: E402 (numpy only)
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
-TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p")
+TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p", "poems", "form", "acrostic")
+POEM_FLAGS = ("poems", "form", "acrostic")  # for runs on one poem (document) a line
 IMAGE_FLAGS = ("n", "out")
 MAX_DIGITS = 10_000  # a grid of 100 x 100 digits; more would only exhaust memory
 MAX_LENGTH = 1_000_000
+MAX_POEMS = 10_000
 
 
 def build_parser():
@@ -34,6 +40,16 @@ def build_parser():
     parser.add_argument("--top-p", type=cli.finite_float, default=None,
                         help="lstm: nucleus sampling, only among the most likely characters whose probabilities "
                              "add up to p (default 1: all)")
+    parser.add_argument("--poems", type=int, default=None,
+                        help="lstm on one poem a line: how many poems, each from a line start to its line end "
+                             "(default 1 with --form or --acrostic); --length caps a free poem's characters "
+                             f"(default {FREE_POEM_MAX_LENGTH})")
+    parser.add_argument("--form", choices=tuple(FORMS), default=None,
+                        help="lstm on one poem a line: characters x clauses (5x4 五言绝句 ... 7x8 七言律诗); the "
+                             "punctuation and the line end are placed by position, the characters sampled")
+    parser.add_argument("--acrostic", default=None,
+                        help="lstm on one poem a line: 藏头诗, clause k starts with the k-th character given "
+                             "(the form defaults to 7x4, or 7x8 for 5 to 8 characters)")
     parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
     parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
     return parser
@@ -51,10 +67,13 @@ def resolve(argv):
             kind = "gan and vae" if model == "lstm" else "lstm"
             raise cli.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; {args.run_dir} holds a {model} run")
     if model == "lstm":
-        args.length = 500 if args.length is None else args.length
+        resolve_poem_flags(args, config)
+        args.length = (500 if args.poems is None else FREE_POEM_MAX_LENGTH) if args.length is None else args.length
         args.temperature = 1.0 if args.temperature is None else args.temperature
         if not 0 <= args.length <= MAX_LENGTH:
             raise cli.UsageError(f"--length must be in [0, {MAX_LENGTH:,}], got {args.length}")
+        if args.poems is not None and args.length < 1:
+            raise cli.UsageError(f"--length caps each poem's characters; give 1 or more, got {args.length}")
         if not args.temperature > 0:
             raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
         if args.top_k is not None and args.top_k < 1:
@@ -77,9 +96,43 @@ def resolve(argv):
     return args, config
 
 
+def resolve_poem_flags(args, config):
+    """Checks --poems, --form and --acrostic against the run (one poem a line?) before anything loads."""
+    asked = [name for name in POEM_FLAGS if getattr(args, name) is not None]
+    if not asked:
+        return
+    flag = "--" + asked[0]
+    if not config["data"].get("one_per_line"):
+        raise cli.UsageError(f"{flag} is for runs on one poem (document) a line; {args.run_dir} was trained on "
+                             f"running text ({config['data']['source']}); train with --corpus tang or "
+                             "--corpus PATH --one-per-line")
+    if args.prompt is not None:
+        raise cli.UsageError(f"--prompt continues a text; {flag} starts every poem at a line start")
+    args.poems = 1 if args.poems is None else args.poems
+    if not 1 <= args.poems <= MAX_POEMS:
+        raise cli.UsageError(f"--poems must be in [1, {MAX_POEMS:,}], got {args.poems}")
+    if args.acrostic is not None:
+        if not args.acrostic:
+            raise cli.UsageError("--acrostic is empty; give the characters the clauses start with")
+        try:
+            args.form = args.form or acrostic_form(args.acrostic)
+        except PoemError as exc:
+            raise cli.UsageError(exc) from None
+        if len(args.acrostic) > FORMS[args.form][1]:
+            raise cli.UsageError(f"--acrostic {args.acrostic} has {len(args.acrostic)} characters and --form "
+                                 f"{args.form} only {FORMS[args.form][1]} clauses")
+
+
+def text_sampler(config, model):
+    """The models.sampling.Sampler of a text run's exported model (each text model gives its own)."""
+    from models.lstm import TextSampler
+
+    return TextSampler(model)
+
+
 def generate_text(args, config):
     from datasets.text import CorpusError
-    from models.lstm import TextSampler
+    from models.poems import sample_poems
     from training.lstm import default_prompt, load_run_vocabulary
 
     vocabulary = load_run_vocabulary(args.run_dir)
@@ -88,9 +141,19 @@ def generate_text(args, config):
         prompt_ids = vocabulary.encode(prompt)
     except CorpusError as exc:
         raise cli.UsageError(f"--prompt has {exc}") from None
-    model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
-    ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0,
-                                      top_p=args.top_p, seed=args.seed)
+    if args.form:
+        try:  # an acrostic the vocabulary cannot write is refused before the model loads
+            form_bias(vocabulary, args.form, args.acrostic or "")
+        except PoemError as exc:
+            raise cli.UsageError(exc) from None
+    sampler = text_sampler(config, run_files.load_exported_model(args.run_dir, config, "model.keras",
+                                                                 len(vocabulary)))
+    if args.poems is not None:
+        poems = sample_poems(sampler, vocabulary, args.poems, args.form, args.acrostic, args.temperature,
+                             top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, max_length=args.length)
+        return "\n".join(poems)
+    ids = sampler.generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0, top_p=args.top_p,
+                           seed=args.seed)
     return prompt + vocabulary.decode(ids)
 
 

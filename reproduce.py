@@ -75,11 +75,15 @@ EXPERIMENTS = {
                  "figures": {"figures/reconstructions.png": "vae_conv_reconstructions.png"}},
     "lstm_pydoc": {"group": "lstm", "train": ["lstm", "--corpus", "pydoc"], "evaluate": [],
                    "figures": {"figures/losses.png": "lstm_curves.png"},
-                   "generate": ["--prompt", 'The "with" statement', "--length", "300", "--temperature", "0.5",
-                                "--seed", "1"]},
-    "lstm_tang": {"group": "lstm", "train": ["lstm", "--corpus", "tang", "--epochs", "10"], "evaluate": [],
+                   "generate": [["--prompt", 'The "with" statement', "--length", "300", "--temperature", "0.5",
+                                 "--seed", "1"]]},
+    # The README's defaults for the Tang poems (the corpus' recipe): five poems, two acrostics (藏头诗).
+    "lstm_tang": {"group": "lstm", "train": ["lstm", "--corpus", "tang"], "evaluate": [],
+                  "quick_evaluate": ["--poems", "20"],
                   "figures": {"figures/losses.png": "lstm_tang_curves.png"},
-                  "generate": ["--prompt", "春风", "--length", "120", "--temperature", "0.6", "--seed", "1"]},
+                  "generate": [["--poems", "5", "--temperature", "0.8", "--seed", "1"],
+                               ["--acrostic", "春夏秋冬", "--temperature", "0.8", "--seed", "1"],
+                               ["--acrostic", "人工智能", "--form", "5x4", "--temperature", "0.8", "--seed", "1"]]},
 }
 GROUPS = ("gan", "dcgan", "vae", "lstm")
 # --quick: the same commands, shrunk to seconds.
@@ -181,7 +185,8 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript):
     run(["train.py", *train_flags, "--run-dir", run_dir, "--overwrite", "--quiet"], transcript, name)
     command_seconds = time.perf_counter() - started
     model = spec["train"][0]
-    evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] if args.quick else [])
+    evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] + spec.get("quick_evaluate", [])
+                                               if args.quick else [])
     run(["evaluate.py", run_dir, *evaluate_flags], transcript, name)
     config = run_files.read_json(os.path.join(run_dir, "config.json"))
     history = run_files.read_history(run_dir)[-1]
@@ -191,10 +196,15 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript):
               "training_seconds": round(history["wall_seconds"], 1), "command_seconds": round(command_seconds, 1),
               "samples_per_sec_last_epoch": history["samples_per_sec"],
               "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
-    if "generate" in spec:
-        text = run(["generate.py", run_dir, *spec["generate"]], transcript, name).rstrip("\n")
-        result["generated"] = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, spec["generate"])),
-                               "text": text}
+    result["generated"] = []
+    for flags in spec.get("generate", []):
+        text = run(["generate.py", run_dir, *flags], transcript, name).rstrip("\n")
+        generated = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, flags)), "text": text}
+        if "--poems" in flags or "--acrostic" in flags:  # the form-valid share of what was printed, one poem a line
+            from evaluation.verse import is_form_valid
+
+            generated["form_valid_share"] = sum(map(is_form_valid, text.splitlines())) / len(text.splitlines())
+        result["generated"].append(generated)
     for source, target in spec["figures"].items():
         source_path = os.path.join(run_dir, source.format(epochs=config["settings"]["epochs"]))
         shutil.copyfile(source_path, os.path.join(figures_dir, target))
@@ -249,8 +259,33 @@ def vae_table(results):
     return experiments_table(results, header, labels, cells)
 
 
+def verse_table(result):
+    """The Tang poems' measures (evaluate.py), the model's beside the real held-out poems' and the targets."""
+    verse, metrics = result["metrics"]["verse"], result["metrics"]
+    model, real = verse["model"], verse["real_held_out"]
+    constrained = [generated["form_valid_share"] for generated in result["generated"]
+                   if "--form" in generated["command"] or "--acrostic" in generated["command"]]
+    bits, entropy = metrics["held_out_bits_per_char"], verse["unigram_entropy_bits"]
+    rows = [f"| `{result['command']}` ({result['training_seconds']:.0f} s of training), {verse['poems']} poems at "
+            f"temperature {verse['temperature']} | model | real held-out poems | target |",
+            "| --- | --- | --- | --- |",
+            f"| form-valid (4 or 8 clauses, all of 5 or all of 7 characters) | {_percent(model['form_valid_share'])} "
+            f"| {_percent(real['form_valid_share'])} | >= 95% |",
+            f"| form-valid with `--form` / `--acrostic` (the poems below) | "
+            f"{', '.join(_percent(share) for share in constrained) or '-'} | | 100% |",
+            f"| rhyme share of the valid poems (even clauses, 十三辙) | {_percent(model['rhyme_share_of_valid'])} | "
+            f"{_percent(real['rhyme_share_of_valid'])} | >= 80% of the real share: "
+            f"{_percent(0.8 * real['rhyme_share_of_valid'])} |",
+            f"| novel clauses (in no training poem) | {_percent(model['novel_clause_share'])} | "
+            f"{_percent(real['novel_clause_share'])} | >= 85% |",
+            f"| distinct poems | {_percent(model['distinct_share'])} | {_percent(real['distinct_share'])} | 100% |",
+            f"| held-out bits per character | {bits:.3f} | unigram entropy {entropy:.3f} | <= {entropy - 1.5:.3f} |"]
+    return "\n".join(rows)
+
+
 def summary_table(results, machine_info):
-    rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |", "| --- | --- | --- | --- |"]
+    rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |",
+            "| --- | --- | --- | --- |"]
     for name, result in results.items():
         metrics = result["metrics"]
         if metrics["model"] == "gan":
@@ -283,9 +318,13 @@ def write_tables(results, machine_info, out, update_pages):
     """results.md under `out`; with update_pages, the tables between markers in every page (see pages())."""
     tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results), "vae": vae_table(results)}
     for name in ("lstm_pydoc", "lstm_tang"):
-        if "generated" in results.get(name, {}):
-            generated = results[name]["generated"]
-            tables[name.split("_")[1]] = f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
+        generated = results.get(name, {}).get("generated") or []
+        generated = [generated] if isinstance(generated, dict) else generated  # results.json before the poems
+        if generated:
+            tables[name.split("_")[1]] = "\n\n".join(f"`{one['command']}`:\n\n```\n{one['text']}\n```"
+                                                      for one in generated)
+    if "verse" in results.get("lstm_tang", {}).get("metrics", {}):
+        tables["verse"] = verse_table(results["lstm_tang"])
     path = os.path.join(out, "results.md")
     run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")

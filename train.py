@@ -119,7 +119,7 @@ def main(argv=None):
             raise cli.UsageError(
                 f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "
                 f"use a multiple of {replicas}")
-        data = datasets.load_for(settings["model"], data_source)
+        data = datasets.load_for(settings["model"], data_source, settings.get("one_per_line", False))
     except (cli.UsageError, distribute.SetupError, datasets.DataError) as exc:
         cli.fail(exc)
     print(f"data: {data.description}")

@@ -123,7 +123,7 @@ def _serve_trainer_runner(connection, task_class, settings, loop_iterations):
     distribute.configure_threads(settings["intra_op_threads"])
     try:
         distribute.make_deterministic(0)
-        data = datasets.load_for(settings["model"], cli.requested_data(settings))
+        data = datasets.load_for(settings["model"], cli.requested_data(settings), settings.get("one_per_line", False))
         runner = TrainerRunner(lambda strategy: task_class(settings, data, strategy), settings, loop_iterations)
     except Exception as exc:  # reported to the parent, which raises it
         connection.recv()

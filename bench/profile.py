@@ -59,7 +59,7 @@ def main(argv=None):
         settings = vars(cli.parse_args(argv))
         model = settings["model"]
         distribute.configure_threads(settings["intra_op_threads"])  # as train.py, before TensorFlow starts
-        data = datasets.load_for(model, cli.requested_data(settings))
+        data = datasets.load_for(model, cli.requested_data(settings), settings.get("one_per_line", False))
         cli.settle_run_length(settings, data)
     except (cli.UsageError, datasets.DataError) as exc:
         cli.fail(exc)

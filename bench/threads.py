@@ -33,7 +33,8 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
     distribute.make_deterministic(settings["seed"])
-    data = datasets.load_for(model, cli.requested_data(settings))  # --train-flags may name other data
+    # --train-flags may name other data
+    data = datasets.load_for(model, cli.requested_data(settings), settings.get("one_per_line", False))
     cli.settle_run_length(settings, data)
     if engine == "fit":
         step_module = importlib.import_module(f"bench.{model}_step")

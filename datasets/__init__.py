@@ -22,13 +22,14 @@ class DataError(Exception):
     """The data could not be had or used; the message says what to use instead."""
 
 
-def load_for(model, source):
-    """The data `model` trains on, from `source` (a --data or --corpus value); raises DataError."""
+def load_for(model, source, one_per_line=False):
+    """The data `model` trains on, from `source` (a --data or --corpus value; a text a document a line if
+    `one_per_line`); raises DataError."""
     if model == "lstm":
         from datasets import text
 
         try:
-            return text.load(source)
+            return text.load(source, one_per_line)
         except text.CorpusError as exc:
             raise DataError(exc) from None
     from datasets import mnist

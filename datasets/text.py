@@ -3,16 +3,21 @@
     --corpus shakespeare   the 1.1 MB tiny-Shakespeare text of TensorFlow's text-generation tutorial,
                            downloaded once into Keras' file cache and verified by its SHA-256
     --corpus pydoc         Python's bundled documentation text (pydoc_data.topics, 465 KB), offline
-    --corpus tang          3,000 Tang poems (全唐诗, simplified characters; 221,771 characters, 4,657
-                           distinct), shipped in datasets/corpora/, offline: Chinese text for the tutorial
+    --corpus tang          every Tang poem of regular verse (36,918 poems of 4 or 8 clauses of 5 or 7
+                           characters, 1,636,416 characters, simplified), one a line, shipped gzip-compressed
+                           in datasets/corpora/, offline: Chinese verse for the tutorial
     --corpus PATH          any UTF-8 text file; the vocabulary is per character, so any script works
     --corpus auto          shakespeare when cached or downloadable, else pydoc
 
-The last 10% of the text is held out. The vocabulary is every distinct character of the whole text,
-sorted, so an id means the same character in every run on that text.
+A text is held out by its last 10%. A corpus of one document a line (tang, or PATH with --one-per-line) is
+split by documents instead: after a fixed shuffle of the lines, the last 10% of them are held out, each
+whole, and each document, in either split, is preceded and ended by a line end ("\n" poem "\n" poem ...).
+The vocabulary is every distinct character of the whole text, sorted, so an id means the same character
+in every run on that text.
 """
 
 import dataclasses
+import gzip
 import json
 import os
 
@@ -21,8 +26,10 @@ import numpy as np
 from datasets import download_timeout
 
 NAMED_CORPORA = ("auto", "shakespeare", "pydoc", "tang")
-TANG_POEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpora", "tang_poems.txt")
+TANG_POEMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpora", "tang_poems.txt.gz")
 HELD_OUT_FRACTION = 0.1
+DOCUMENT_SHUFFLE_SEED = 20  # the fixed shuffle of a one-document-a-line corpus before its split
+LINE_END = "\n"
 SHAKESPEARE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/shakespeare.txt"
 # The tutorial's file is Karpathy's char-rnn tinyshakespeare/input.txt (1,115,394 bytes).
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -87,11 +94,23 @@ class TextData:
     description: str
     vocabulary: Vocabulary
     train_ids: np.ndarray  # int32 (n,)
-    held_out_ids: np.ndarray  # int32 (m,), the last 10% of the text
+    held_out_ids: np.ndarray  # int32 (m,), the last 10% of the text (of its documents, one_per_line)
+    one_per_line: bool = False  # each line a document: "\n" doc "\n" doc ... "\n" in both splits
 
     def summary(self):
-        return {"source": self.source, "description": self.description, "vocabulary_size": len(self.vocabulary),
-                "train_chars": int(len(self.train_ids)), "held_out_chars": int(len(self.held_out_ids))}
+        summary = {"source": self.source, "description": self.description, "vocabulary_size": len(self.vocabulary),
+                   "train_chars": int(len(self.train_ids)), "held_out_chars": int(len(self.held_out_ids)),
+                   "one_per_line": self.one_per_line}
+        if self.one_per_line:  # one line end per document, plus the one before the first
+            line_end = self.vocabulary.ids[LINE_END]
+            summary.update({"train_documents": int(np.sum(self.train_ids == line_end)) - 1,
+                            "held_out_documents": int(np.sum(self.held_out_ids == line_end)) - 1})
+        return summary
+
+    def documents(self, split="held_out"):
+        """The documents (lines, without their line ends) of one split of a one-document-a-line corpus."""
+        ids = self.held_out_ids if split == "held_out" else self.train_ids
+        return self.vocabulary.decode(ids).strip(LINE_END).split(LINE_END)
 
 
 def split(text, source, description):
@@ -100,6 +119,31 @@ def split(text, source, description):
     ids = vocabulary.encode(text)
     cut = int(len(ids) * (1 - HELD_OUT_FRACTION))
     return TextData(source, description, vocabulary, ids[:cut], ids[cut:])
+
+
+def split_documents(text, source, description):
+    """TextData of `text` as one document a line (blank lines dropped, Windows line ends read as line ends):
+    the last 10% of the documents after a fixed shuffle held out, each whole."""
+    lines = [line for line in text.replace("\r\n", LINE_END).split(LINE_END) if line.strip()]
+    if len(lines) < 2:
+        raise CorpusError(f"--corpus {source} has {len(lines)} non-empty line(s); one document a line needs at "
+                          "least 2, one to train on and one to hold out")
+    order = np.random.default_rng(DOCUMENT_SHUFFLE_SEED).permutation(len(lines))
+    held_out_count = max(1, int(len(lines) * HELD_OUT_FRACTION))
+    train_lines = [lines[index] for index in order[:-held_out_count]]
+    held_out_lines = [lines[index] for index in order[-held_out_count:]]
+    vocabulary = Vocabulary.from_text(LINE_END + LINE_END.join(lines))
+
+    def as_ids(documents):  # each document between line ends, so each starts after one as at generation
+        return vocabulary.encode(LINE_END + LINE_END.join(documents) + LINE_END)
+
+    return TextData(source, description, vocabulary, as_ids(train_lines), as_ids(held_out_lines), one_per_line=True)
+
+
+def tang_text():
+    """The bundled Tang regular verse, one poem a line (datasets/corpora/make_tang_poems.py made it)."""
+    with gzip.open(TANG_POEMS, "rt", encoding="utf-8") as handle:
+        return handle.read()
 
 
 def pydoc_text():
@@ -147,12 +191,14 @@ def file_text(path):
     return text
 
 
-def load(corpus="auto"):
-    """TextData for a corpus name or path; raises CorpusError. `.source` is the one actually used."""
+def load(corpus="auto", one_per_line=False):
+    """TextData for a corpus name or path, a document a line if `one_per_line` (always for tang); raises
+    CorpusError. `.source` is the one actually used."""
     if corpus == "pydoc":
         return split(pydoc_text(), "pydoc", "Python's bundled documentation (pydoc_data.topics)")
     if corpus == "tang":
-        return split(file_text(TANG_POEMS), "tang", "3,000 Tang poems (全唐诗, chinese-poetry, simplified)")
+        return split_documents(tang_text(), "tang", "36,918 Tang poems of regular verse (全唐诗, chinese-poetry, "
+                               "simplified), one a line")
     if corpus == "shakespeare":
         return split(shakespeare_text(), "shakespeare", "tiny Shakespeare (TensorFlow's text-generation tutorial)")
     if corpus == "auto":
@@ -162,4 +208,6 @@ def load(corpus="auto"):
             print("data: tiny Shakespeare could not be had (offline?); using --corpus pydoc instead")
             return load("pydoc")
     path = os.path.abspath(corpus)
+    if one_per_line:
+        return split_documents(file_text(corpus), path, f"the file {path}, one document a line")
     return split(file_text(corpus), path, f"the file {path}")

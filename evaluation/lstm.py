@@ -1,4 +1,5 @@
-"""Evaluating a trained text generator: held-out bits per character and perplexity, and samples."""
+"""Evaluating a trained text generator: held-out bits per character and perplexity, and samples; on a
+corpus of one poem a line, the poems' measures beside real ones (evaluation/verse.py)."""
 
 import math
 import os
@@ -7,7 +8,9 @@ import numpy as np
 
 from models.lstm import TextSampler
 from training import run_dir as run_files
-from training.lstm import cross_entropy, held_out_windows, load_run_vocabulary, plot_curves, split_window
+from datasets.text import LINE_END
+from evaluation import verse
+from training.lstm import cross_entropy, held_out_examples, load_run_vocabulary, plot_curves, split_window
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 SAMPLE_LENGTH = 500
@@ -15,25 +18,29 @@ WINDOWS_PER_BATCH = 64
 PROMPT_CHARS = 40
 
 
-def held_out_nats_per_char(model, held_out_ids, seq_len):
-    """Mean -log p(next char) over the held-out text, read in windows of seq_len from a zero state
-    (as during training, so it matches history.csv's test_loss)."""
-    total, count = 0.0, 0
-    windows = held_out_windows(held_out_ids, seq_len)
+def held_out_nats_per_char(model, held_out_ids, seq_len, line_end_id=None):
+    """Mean -log p(next char) over the held-out text, read in windows of seq_len from a zero state, a
+    document at a time with line_end_id (as during training, so it matches history.csv's test_loss)."""
+    total, count = 0.0, 0.0
+    windows, weights = held_out_examples(held_out_ids, seq_len, line_end_id)
     for start in range(0, len(windows), WINDOWS_PER_BATCH):
         ids, targets = split_window(windows[start:start + WINDOWS_PER_BATCH])
-        nats = cross_entropy(targets, model(ids, training=False)).numpy()
-        total, count = total + float(nats.sum(dtype=np.float64)), count + nats.size
+        batch_weights = weights[start:start + WINDOWS_PER_BATCH]
+        nats = cross_entropy(targets, model(ids, training=False)).numpy() * batch_weights
+        total, count = total + float(nats.sum(dtype=np.float64)), count + float(batch_weights.sum())
     return total / count
 
 
-def evaluate(run_dir, config, data, seed):
-    """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
+def evaluate(run_dir, config, data, seed, poems=verse.DEFAULT_POEMS, sampler=None):
+    """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png; on one
+    poem a line, also evaluation_poems.txt and the verse measures of `poems` poems from `sampler` (any
+    models.sampling.Sampler of the run's model; default: the LSTM's)."""
     vocabulary = load_run_vocabulary(run_dir)
     model = run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
     seq_len = int(config["settings"]["seq_len"])
-    nats = held_out_nats_per_char(model, data.held_out_ids, seq_len)
-    sampler = TextSampler(model)
+    line_end_id = vocabulary.ids[LINE_END] if data.one_per_line else None
+    nats = held_out_nats_per_char(model, data.held_out_ids, seq_len, line_end_id)
+    sampler = sampler or TextSampler(model)
     # Continue the first words of the held-out text: the model never trained on them.
     prompt = vocabulary.decode(data.held_out_ids[:PROMPT_CHARS])
     sections = []
@@ -42,7 +49,7 @@ def evaluate(run_dir, config, data, seed):
         sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
     run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
     plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"))
-    return {
+    metrics = {
         "model": "lstm",
         "corpus": data.source,
         "held_out_chars": int(len(data.held_out_ids)),
@@ -54,4 +61,10 @@ def evaluate(run_dir, config, data, seed):
         "held_out_perplexity": math.exp(nats),
         "sample_temperatures": list(SAMPLE_TEMPERATURES),
     }
+    if data.one_per_line:
+        measures = verse.evaluate(sampler, data, poems, seed)
+        samples = measures.pop("samples")
+        run_files.write_atomic(os.path.join(run_dir, "evaluation_poems.txt"), LINE_END.join(samples) + LINE_END)
+        metrics["verse"] = measures
+    return metrics
 

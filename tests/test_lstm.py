@@ -174,9 +174,11 @@ def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
     result = train("lstm", "--corpus", "tang", "--units", "16", "--embedding-dim", "8", "--seq-len", "24",
                    "--batch-size", "16", "--steps-per-epoch", "5", "--epochs", "1", "--quiet", "--run-dir", run_dir,
                    env=offline_env(tmp_path))
-    assert "data: 3,000 Tang poems" in result.stdout
+    assert "data: 36,918 Tang poems" in result.stdout
     vocabulary = json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))["chars"]
-    assert len(vocabulary) == 4657 and "月" in vocabulary
+    assert len(vocabulary) == 6668 and "月" in vocabulary
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["data"]["one_per_line"] and config["settings"]["recipe"] == "tang"
     generated = run_in_process(generate.main, run_dir, "--prompt", "床前明月光", "--length", 30, capsys=capsys)
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.startswith("床前明月光") and set(generated.stdout.strip()) <= set(vocabulary)
@@ -253,10 +255,10 @@ def test_an_empty_share_of_the_last_held_out_batch_adds_nothing():
     data = text.load("pydoc")
     for fused in ("--fused-lstm", "--no-fused-lstm"):
         task = LstmTask(vars(parse_args(TINY_LSTM + [fused])), data, tf.distribute.get_strategy())
-        ids, targets = next(iter(task.held_out_dataset()))
-        empty = tf.function(task.held_out_step)((ids[:0], targets[:0]))
+        ids, targets, weights = next(iter(task.held_out_dataset()))
+        empty = tf.function(task.held_out_step)((ids[:0], targets[:0], weights[:0]))
         assert {name: float(value) for name, value in empty.items()} == {"loss": 0, "bits_per_char": 0, "count": 0}
-        one = tf.function(task.held_out_step)((ids[:1], targets[:1]))
+        one = tf.function(task.held_out_step)((ids[:1], targets[:1], weights[:1]))
         assert float(one["count"]) == ids.shape[1] and float(one["loss"]) > 0
 
 

@@ -30,9 +30,11 @@ def test_quick_writes_every_artefact_and_leaves_the_committed_ones_alone(tmp_pat
         assert f"figure: {os.path.relpath(out / 'figures' / name, REPO)}" in result.stdout  # says where it went
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert report["quick"] and set(report["experiments"]) == set(reproduce.EXPERIMENTS) - set(reproduce.QUICK_SKIPS)
-    assert report["experiments"]["lstm_tang"]["generated"]["text"].startswith("春风")
+    poems, spring, machine = report["experiments"]["lstm_tang"]["generated"]
+    assert len(poems["text"].splitlines()) == 5 and spring["form_valid_share"] == machine["form_valid_share"] == 1
+    assert spring["text"].startswith("春") and machine["text"].startswith("人")
     tables = (out / "results.md").read_text(encoding="utf-8")
-    assert "| dcgan |" in tables and "classifier FID" in tables
+    assert "| dcgan |" in tables and "classifier FID" in tables and "rhyme share of the valid poems" in tables
     # Nothing committed changed: the quick run writes only under --out.
     assert digest(os.path.join(REPO, "README.md")) == readme
     assert {name: digest(os.path.join(REPO, "docs", "figures", name)) for name in committed} == committed

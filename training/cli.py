@@ -127,16 +127,51 @@ MNIST_5K_TRAIN = 4_000
 GAN_DEFAULTS = {"train_images": 500 * MNIST_5K_TRAIN, "batch_size": 128, "lr_schedule": "constant"}
 VAE_DEFAULTS = {"train_images": 50 * MNIST_5K_TRAIN, "batch_size": 64, "learning_rate": 3e-3,
                 "weight_decay": 0.05, "lr_schedule": "cosine"}
-# Each architecture's measured recipe, for the settings its user did not type (README, docs/gan.md, docs/vae.md):
+LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
+                 "lr_schedule": "cosine"}
+
+
+# Measured recipes: the defaults of an architecture (--arch) or a text corpus (--corpus) for every setting its
+# user did not type; --help shows them beside the model's defaults, and config.json's settings_from says
+# which values came from one.
 # `--arch dcgan` is the DCGAN that meets the GAN's targets (docs/gan.md); `--arch conv` trains 20 epochs of the
 # 5k sample where the search's 50 reached 107.86 nats (reproduce.py's vae_conv measures it).
+# `--corpus tang`: chosen by measuring the step's time and held-out bits in 10 minutes on the 2-core CPU
+# (docs/text.md): a window holds a 7x8 poem (65 targets with its line end) or two 7x4.
 RECIPES = {
     ("gan", "dcgan"): {"batch_size": 64, "train_images": 120 * MNIST_5K_TRAIN, "learning_rate": 1e-3,
                        "info_code": 10, "info_weight": 0.5},
     ("vae", "conv"): {"train_images": 20 * MNIST_5K_TRAIN},
+    ("lstm", "tang"): {"seq_len": 66, "embedding_dim": 128, "units": 256, "batch_size": 64, "epochs": 2},
 }
-LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
-                 "lr_schedule": "cosine"}
+# The flag whose value names a model's recipe.
+RECIPE_FLAGS = {"gan": "arch", "vae": "arch", "lstm": "corpus"}
+
+
+def recipe_of(settings):
+    """The recipe (a dict of settings) that the run's --arch or --corpus names; {} if none."""
+    model = settings["model"]
+    return RECIPES.get((model, settings.get(RECIPE_FLAGS.get(model, ""))), {})
+
+
+def _add_corpus_flags(parser):
+    """--corpus and --one-per-line, for every text model."""
+    parser.add_argument("--corpus", default="auto",
+                        help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
+                             "documentation, offline; tang: 36,918 Tang poems of regular verse, one a line, "
+                             "offline; PATH: any UTF-8 text file; auto: shakespeare if it can be had, else pydoc")
+    parser.add_argument("--one-per-line", action="store_true",
+                        help="--corpus PATH holds one document a line (a poem, a sentence): each is read from "
+                             "its line start, and whole ones are held out (tang always is)")
+
+
+def check_one_per_line(args):
+    """tang is one poem a line; --one-per-line is for a file, the named corpora being running text."""
+    if args.corpus == "tang":
+        args.one_per_line = True
+    elif args.one_per_line and args.corpus in ("auto", "shakespeare", "pydoc"):
+        raise UsageError(f"--one-per-line is for --corpus PATH (a file of one document a line); "
+                         f"{args.corpus} is running text")
 
 
 def requested_data(settings):
@@ -163,7 +198,7 @@ def setting_sources(argv, settings):
     """Where each setting's value came from: "flag" (typed), "recipe" (the --arch's, RECIPES), "budget"
     (epochs from --train-images) or "default" (the model's own)."""
     typed = explicit_flags(argv)
-    recipe = RECIPES.get((settings["model"], settings.get("arch")), {})
+    recipe = recipe_of(settings)
     sources = {}
     for name in settings:
         if name in typed or name == "model":  # the model is the subcommand, always typed
@@ -274,10 +309,7 @@ def build_parser():
     lstm = models.add_parser("lstm", help="the character-level LSTM text generator",
                              formatter_class=HelpFormatter)
     _add_shared_flags(lstm, "lstm", image_data=False)
-    lstm.add_argument("--corpus", default="auto",
-                      help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
-                           "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
-                           "text file; auto: shakespeare if it can be had, else pydoc")
+    _add_corpus_flags(lstm)
     lstm.add_argument("--seq-len", type=int, default=100, help="characters per training sequence")
     lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
     lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
@@ -294,12 +326,13 @@ def build_parser():
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)
     lstm.set_defaults(**LSTM_DEFAULTS)
-    for (model, arch), recipe in RECIPES.items():
+    for (model, name), recipe in RECIPES.items():
         for action in models.choices[model]._actions:
             if action.dest in recipe:
                 value = recipe[action.dest]
                 shown = f"{value:g}" if isinstance(value, float) else value
-                action.recipe_note = f"; --arch {arch}: {shown}"  # read by HelpFormatter
+                note = f"; --{RECIPE_FLAGS[model]} {name}: {shown}"
+                action.recipe_note = getattr(action, "recipe_note", "") + note  # read by HelpFormatter
     return parser
 
 
@@ -323,8 +356,11 @@ def _add_schedule_flags(parser):
 def parse_args(argv):
     """Parses and checks argv; raises UsageError with a message the user can act on."""
     args = build_parser().parse_args(argv)
+    if args.model == "lstm":
+        check_one_per_line(args)
+        args.recipe = args.corpus if recipe_of(vars(args)) else None
     typed = explicit_flags(argv)
-    for name, value in RECIPES.get((args.model, getattr(args, "arch", None)), {}).items():
+    for name, value in recipe_of(vars(args)).items():
         if name not in typed:
             setattr(args, name, value)
     if args.epochs is not None:  # else an image model's epochs come from --train-images (settle_run_length)

@@ -9,6 +9,19 @@ scored at every position on the character that follows (teacher forcing):
 
 The loss is the cross-entropy -log p(next char), in nats, averaged over positions and sequences;
 divided by ln 2 it is bits per character (the held-out figure of merit), and exp of it is perplexity.
+
+A corpus of one document a line (one_per_line: "\n" poem "\n" poem ... "\n") is read from line starts
+instead: a window starts at the line end before each document, so its first input is that "\n" (the
+prompt a poem is generated from) and its model starts from a zero state there, as generation does:
+
+    ids      \n 床 前 明 月 光 ， ... 乡 。 \n 白 日 依 山 尽 ， ... 楼 。 \n 春 眠 ...
+    window   \n 床 前 ... 乡 。 \n 白 日 ... 楼 。 \n 春 眠       (seq_len + 1 ids from a line end)
+    next     \n 春 眠 ...                                        (from the line end of the last whole one)
+
+Training windows are packed: each holds as many whole documents as fit, the rest of it the start of the next
+one, where the next window starts; inside a document longer than a window, windows go on every seq_len.
+Every character is a target once, or twice where a window ends inside a document. Held out, each document
+is read on its own window: the targets after its closing "\n" weigh 0, so every held-out character counts once.
 """
 
 import math
@@ -18,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import pipeline
-from datasets.text import CorpusError, Vocabulary
+from datasets.text import LINE_END, CorpusError, Vocabulary
 from models import lstm as lstm_models
 from training import figures, loop, optimizers
 from training import run_dir as run_files
@@ -50,6 +63,50 @@ def held_out_windows(ids, seq_len):
     """The held-out ids as windows of at most seq_len + 1 (each read from a zero state)."""
     length = min(seq_len, len(ids) - 1)
     return training_windows(ids, length, 0, (len(ids) - 1) // length)
+
+
+def document_window_starts(ids, seq_len, line_end_id):
+    """(starts, ends) of the windows of a one-document-a-line text: a window starts at the line end before
+    each document and every seq_len further while the document goes on; ends[i] is the position of the
+    line end closing window i's document (its last target)."""
+    line_ends = np.flatnonzero(ids == line_end_id)
+    before, closing = line_ends[:-1], line_ends[1:]
+    # A document's targets are its characters and its closing line end: ceil(count / seq_len) windows.
+    per_document = -(-(closing - before) // seq_len)
+    index_in_document = np.arange(per_document.sum()) - np.repeat(np.cumsum(per_document) - per_document,
+                                                                  per_document)
+    return np.repeat(before, per_document) + seq_len * index_in_document, np.repeat(closing, per_document)
+
+
+def packed_window_starts(ids, seq_len, line_end_id):
+    """Starts of the packed training windows of a one-document-a-line text (module docstring): each at a
+    line end, the next at the last line end the window reaches as a target, or seq_len further when it
+    reaches none (a document longer than a window)."""
+    line_ends = np.flatnonzero(ids == line_end_id)
+    starts, start = [], line_ends[0]
+    while start < line_ends[-1]:
+        starts.append(start)
+        reached = line_ends[np.searchsorted(line_ends, start + seq_len, side="right") - 1]
+        start = reached if reached > start else start + seq_len
+    return np.array(starts, dtype=np.int64)
+
+
+def windows_at(ids, starts, seq_len):
+    """(len(starts), seq_len + 1) ids from each start; a window running past the end goes on from the text's
+    start (real text, as a window into the next document does)."""
+    return ids.take(starts[:, np.newaxis] + np.arange(seq_len + 1), mode="wrap")
+
+
+def held_out_examples(ids, seq_len, line_end_id=None):
+    """(windows (n, seq_len + 1), weights (n, seq_len) of their targets): the held-out text in windows read
+    from a zero state, every character a target once. With line_end_id (one document a line), a window per
+    document (or per seq_len of it), the targets past the document's end weighing 0."""
+    if line_end_id is None:
+        windows = held_out_windows(ids, seq_len)
+        return windows, np.ones((len(windows), windows.shape[1] - 1), np.float32)
+    starts, ends = document_window_starts(ids, seq_len, line_end_id)
+    target_positions = starts[:, np.newaxis] + 1 + np.arange(seq_len)
+    return windows_at(ids, starts, seq_len), (target_positions <= ends[:, np.newaxis]).astype(np.float32)
 
 
 def load_run_vocabulary(run_dir):
@@ -86,7 +143,13 @@ class LstmTask:
         self.vocabulary = data.vocabulary
         self.train_ids = data.train_ids
         self.held_out_ids = data.held_out_ids
-        self.num_windows = windows_per_epoch(len(self.train_ids), self.seq_len)
+        # One document a line: windows from line starts (module docstring); else consecutive windows.
+        self.line_end_id = data.vocabulary.ids[LINE_END] if data.one_per_line else None
+        if self.line_end_id is None:
+            self.num_windows = windows_per_epoch(len(self.train_ids), self.seq_len)
+        else:
+            self.document_starts = packed_window_starts(self.train_ids, self.seq_len, self.line_end_id)
+            self.num_windows = len(self.document_starts)
         if self.num_windows < 1:
             raise ValueError(f"the corpus has {len(self.train_ids)} training characters, fewer than one training "
                              f"sequence of --seq-len {self.seq_len} needs ({2 * self.seq_len}, as its start "
@@ -122,18 +185,21 @@ class LstmTask:
     def train_dataset(self, epoch):
         """Global batches of (inputs, targets) for one epoch: windows from an offset keyed by (seed, epoch),
         so over epochs every character is seen at every position of a window; shuffled by (seed, epoch)."""
-        offset = pipeline.epoch_seed(self.seed, epoch) % self.seq_len
-        windows = training_windows(self.train_ids, self.seq_len, offset, self.num_windows)
+        if self.line_end_id is None:
+            offset = pipeline.epoch_seed(self.seed, epoch) % self.seq_len
+            windows = training_windows(self.train_ids, self.seq_len, offset, self.num_windows)
+        else:  # the same windows, from line starts, every epoch; only their order changes
+            windows = windows_at(self.train_ids, self.document_starts, self.seq_len)
         examples = tf.data.Dataset.from_tensor_slices(windows)
         batches = pipeline.epoch_batches(examples, self.num_windows, self.global_batch_size, self.seed, epoch,
                                          self.steps_per_epoch)
         return batches.map(lambda step, batch: split_window(batch)).prefetch(tf.data.AUTOTUNE)
 
     def held_out_dataset(self):
-        """The held-out text as (inputs, targets) windows, each read from a zero state."""
-        windows = held_out_windows(self.held_out_ids, self.seq_len)
-        dataset = tf.data.Dataset.from_tensor_slices(windows).batch(self.global_batch_size).map(split_window)
-        return pipeline.shard_by_data(dataset)
+        """The held-out text as (inputs, targets, weights of the targets) windows, each read from a zero state."""
+        windows, weights = held_out_examples(self.held_out_ids, self.seq_len, self.line_end_id)
+        dataset = tf.data.Dataset.from_tensor_slices((windows, weights)).batch(self.global_batch_size)
+        return pipeline.shard_by_data(dataset.map(lambda batch, weights: (*split_window(batch), weights)))
 
     def train_step(self, inputs):
         """One optimizer step on this replica's sequences; the loss averages every position."""
@@ -152,16 +218,16 @@ class LstmTask:
         return {"loss": loss, "bits_per_char": loss / math.log(2.0)}
 
     def held_out_step(self, inputs):
-        """Sums over this replica's held-out characters of the loss (nats) and bits, and their count."""
-        ids, targets = inputs
+        """Sums over this replica's held-out characters of the loss (nats) and bits, and their count (the
+        targets' weights: 0 for the padding after a document's end)."""
+        ids, targets, weights = inputs
         if ids.shape[0] == 0:
             # This replica's share of a last, short batch is empty (its size is known when traced); Keras'
             # LSTM cannot be traced on no rows, and they add nothing.
             return {"loss": tf.constant(0.0), "bits_per_char": tf.constant(0.0), "count": tf.constant(0.0)}
         logits = lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm, chains=self.lstm_chains)
-        nats = cross_entropy(targets, logits)
-        return {"loss": tf.reduce_sum(nats), "bits_per_char": tf.reduce_sum(nats) / math.log(2.0),
-                "count": tf.cast(tf.size(nats), tf.float32)}
+        nats = tf.reduce_sum(cross_entropy(targets, logits) * weights)
+        return {"loss": nats, "bits_per_char": nats / math.log(2.0), "count": tf.reduce_sum(weights)}
 
     def sample(self, length, temperature, seed):
         """Text generated by the model as it is now, after the default prompt."""
