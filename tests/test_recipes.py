@@ -88,8 +88,8 @@ TRAIN_ON_A_SUBSET = textwrap.dedent("""
     import datasets, train
     size = {"train": 1000}
     load_for = datasets.load_for
-    def load_subset(model, source):
-        data = load_for(model, source)
+    def load_subset(model, source, *options):
+        data = load_for(model, source, *options)
         return dataclasses.replace(data, train_images=data.train_images[:size["train"]],
                                    train_labels=data.train_labels[:size["train"]])
     datasets.load_for = load_subset

@@ -182,9 +182,9 @@ def test_bad_poem_requests_are_refused(quatrain_run, tiny_lstm_run, capsys):
 
 
 def test_the_tang_recipe_is_the_default_and_a_typed_flag_wins():
-    from training.cli import LSTM_CORPUS_RECIPES, parse_args
+    from training.cli import RECIPES, parse_args
 
-    recipe = LSTM_CORPUS_RECIPES["tang"]
+    recipe = RECIPES[("lstm", "tang")]
     settings = vars(parse_args(["lstm", "--corpus", "tang"]))
     assert settings["one_per_line"] and settings["recipe"] == "tang"
     assert all(settings[name] == value for name, value in recipe.items())
