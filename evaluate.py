@@ -1,6 +1,6 @@
 """Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures.
 
-It reads the run's config.json to tell which model it holds (gan, vae, lstm) and measures it accordingly.
+It reads the run's config.json to tell which model it holds (gan, vae, lstm, transformer) and measures it accordingly.
 `--over-training` (GAN runs) also measures the generator snapshots that training wrote, epoch by epoch.
 """
 
@@ -14,10 +14,11 @@ from training import run_dir as run_files  # noqa: E402
 
 # What a finished run of each model holds; a run without them is unfinished.
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
-           "lstm": ("model.keras", "vocab.json")}
+           **{model: ("model.keras", "vocab.json") for model in cli.TEXT_MODELS}}
 # Flags that measure one model only, and their defaults; their counts' upper bounds (memory, not taste).
 MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000}
-MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {}}
+MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {},
+               "transformer": {}}
 
 
 def build_parser():
@@ -87,6 +88,10 @@ def measure(args, config, data):
         from evaluation import vae as vae_evaluation
 
         return vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
+    if model == "transformer":
+        from evaluation import transformer as transformer_evaluation
+
+        return transformer_evaluation.evaluate(args.run_dir, config, data, args.seed)
     from evaluation import lstm as lstm_evaluation
 
     return lstm_evaluation.evaluate(args.run_dir, config, data, args.seed)
@@ -99,7 +104,9 @@ def main(argv=None):
         cli.fail(exc)
     settings = config["settings"]
     model = settings["model"]
-    kind = (f"{settings['layers']} x LSTM {settings['units']}" if model == "lstm" else settings["arch"])
+    kinds = {"lstm": lambda: f"{settings['layers']} x LSTM {settings['units']}",
+             "transformer": lambda: f"{settings['layers']} Transformer blocks of width {settings['d_model']}"}
+    kind = kinds.get(model, lambda: settings["arch"])()
     print(f"{args.run_dir}: a finished {model} run ({kind}, {settings['epochs']} epochs on "
           f"{config['data']['source']})")
 
@@ -115,7 +122,7 @@ def main(argv=None):
         cli.fail(exc)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     print_metrics(metrics)
-    extra = f", {os.path.join(args.run_dir, 'evaluation_samples.txt')}" if model == "lstm" else ""
+    extra = f", {os.path.join(args.run_dir, 'evaluation_samples.txt')}" if model in cli.TEXT_MODELS else ""
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 

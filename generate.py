@@ -1,7 +1,7 @@
 """Generate from a finished run.
 
     python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--top-p 0.9] [--seed 0]
-        an LSTM run: prints the prompt and the text that follows it
+        a text run (lstm, transformer): prints the prompt and the text that follows it
     python generate.py RUN_DIR --n 64 --out samples.png [--seed 0]
         a GAN or VAE run: writes a PNG grid of new digits
 """
@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep Tenso
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
-EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
+TEXT_EXPORTS = ("model.keras", "vocab.json")
+EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), **{model: TEXT_EXPORTS for model in cli.TEXT_MODELS}}
+TEXT_RUNS = " and ".join(cli.TEXT_MODELS)
 TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p")
 IMAGE_FLAGS = ("n", "out")
 MAX_DIGITS = 10_000  # a grid of 100 x 100 digits; more would only exhaust memory
@@ -25,14 +27,14 @@ def build_parser():
     parser = cli.Parser(prog="generate.py", description="Generate text or digits from a run written by train.py.")
     parser.add_argument("run_dir", help="a finished run directory")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same output")
-    parser.add_argument("--prompt", default=None, help="lstm: the text to continue (default: a newline)")
-    parser.add_argument("--length", type=int, default=None, help="lstm: characters to generate (default 500)")
+    parser.add_argument("--prompt", default=None, help="text: the text to continue (default: a newline)")
+    parser.add_argument("--length", type=int, default=None, help="text: characters to generate (default 500)")
     parser.add_argument("--temperature", type=cli.finite_float, default=None,
-                        help="lstm: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
+                        help="text: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
     parser.add_argument("--top-k", type=int, default=None,
-                        help="lstm: sample only among the k most likely characters (default: all)")
+                        help="text: sample only among the k most likely characters (default: all)")
     parser.add_argument("--top-p", type=cli.finite_float, default=None,
-                        help="lstm: nucleus sampling, only among the most likely characters whose probabilities "
+                        help="text: nucleus sampling, only among the most likely characters whose probabilities "
                              "add up to p (default 1: all)")
     parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
     parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
@@ -45,12 +47,13 @@ def resolve(argv):
     cli.require_seed(args.seed)
     config = run_files.open_finished_run(args.run_dir, EXPORTS)
     model = config["settings"]["model"]
-    own, other = (TEXT_FLAGS, IMAGE_FLAGS) if model == "lstm" else (IMAGE_FLAGS, TEXT_FLAGS)
+    text_run = model in cli.TEXT_MODELS
+    own, other = (TEXT_FLAGS, IMAGE_FLAGS) if text_run else (IMAGE_FLAGS, TEXT_FLAGS)
     for name in other:
         if getattr(args, name) is not None:
-            kind = "gan and vae" if model == "lstm" else "lstm"
+            kind = "gan and vae" if text_run else TEXT_RUNS
             raise cli.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; {args.run_dir} holds a {model} run")
-    if model == "lstm":
+    if text_run:
         args.length = 500 if args.length is None else args.length
         args.temperature = 1.0 if args.temperature is None else args.temperature
         if not 0 <= args.length <= MAX_LENGTH:
@@ -77,9 +80,19 @@ def resolve(argv):
     return args, config
 
 
+def text_sampler(config, model):
+    """The models.sampling.Sampler of a text run's model: the LSTM's state carried, or the Transformer's KV cache."""
+    if config["settings"]["model"] == "transformer":
+        from models.transformer import TransformerSampler
+
+        return TransformerSampler(model)
+    from models.lstm import TextSampler
+
+    return TextSampler(model)
+
+
 def generate_text(args, config):
     from datasets.text import CorpusError
-    from models.lstm import TextSampler
     from training.lstm import default_prompt, load_run_vocabulary
 
     vocabulary = load_run_vocabulary(args.run_dir)
@@ -89,8 +102,8 @@ def generate_text(args, config):
     except CorpusError as exc:
         raise cli.UsageError(f"--prompt has {exc}") from None
     model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
-    ids = TextSampler(model).generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0,
-                                      top_p=args.top_p, seed=args.seed)
+    ids = text_sampler(config, model).generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0,
+                                                 top_p=args.top_p, seed=args.seed)
     return prompt + vocabulary.decode(ids)
 
 
@@ -117,7 +130,7 @@ def main(argv=None):
         cli.fail(exc)
     model = config["settings"]["model"]
     try:
-        if model == "lstm":
+        if model in cli.TEXT_MODELS:
             text = generate_text(args, config)
         else:
             generate_images(args, config)
@@ -125,7 +138,7 @@ def main(argv=None):
         cli.fail(exc)
     except OSError as exc:
         cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
-    if model == "lstm":
+    if model in cli.TEXT_MODELS:
         sys.stdout.write(text + "\n")
     else:
         print(f"wrote {args.n} new digits from the {model} run to {args.out}")

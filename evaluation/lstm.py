@@ -1,4 +1,5 @@
-"""Evaluating a trained text generator: held-out bits per character and perplexity, and samples."""
+"""Evaluating a trained text generator (the LSTM, and through measure_text_model the Transformer): held-out bits
+per character and perplexity, and samples."""
 
 import math
 import os
@@ -16,7 +17,7 @@ PROMPT_CHARS = 40
 
 
 def held_out_nats_per_char(model, held_out_ids, seq_len):
-    """Mean -log p(next char) over the held-out text, read in windows of seq_len from a zero state
+    """Mean -log p(next char) over the held-out text, read in windows of seq_len, each from scratch
     (as during training, so it matches history.csv's test_loss)."""
     total, count = 0.0, 0
     windows = held_out_windows(held_out_ids, seq_len)
@@ -27,13 +28,24 @@ def held_out_nats_per_char(model, held_out_ids, seq_len):
     return total / count
 
 
+def load_text_run(run_dir, config):
+    """(vocabulary, model) of a finished text run; raises RunDirError."""
+    vocabulary = load_run_vocabulary(run_dir)
+    return vocabulary, run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
+
+
 def evaluate(run_dir, config, data, seed):
     """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
-    vocabulary = load_run_vocabulary(run_dir)
-    model = run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
-    seq_len = int(config["settings"]["seq_len"])
+    vocabulary, model = load_text_run(run_dir, config)
+    return measure_text_model(run_dir, config, data, seed, vocabulary, model, TextSampler(model), "LSTM training")
+
+
+def measure_text_model(run_dir, config, data, seed, vocabulary, model, sampler, curves_title):
+    """A text model's metrics dict, its samples (evaluation_samples.txt, sampled by `sampler`, a
+    models.sampling.Sampler) and its curves (figures/losses.png)."""
+    settings = config["settings"]
+    seq_len = int(settings["context"] if "context" in settings else settings["seq_len"])  # the training window
     nats = held_out_nats_per_char(model, data.held_out_ids, seq_len)
-    sampler = TextSampler(model)
     # Continue the first words of the held-out text: the model never trained on them.
     prompt = vocabulary.decode(data.held_out_ids[:PROMPT_CHARS])
     sections = []
@@ -41,9 +53,10 @@ def evaluate(run_dir, config, data, seed):
         ids = sampler.generate(vocabulary.encode(prompt), SAMPLE_LENGTH, temperature, seed=seed)
         sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
     run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
-    plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"))
+    plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"),
+                curves_title)
     return {
-        "model": "lstm",
+        "model": settings["model"],
         "corpus": data.source,
         "held_out_chars": int(len(data.held_out_ids)),
         "vocabulary_size": len(vocabulary),

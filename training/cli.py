@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from datasets import TEXT_MODELS  # noqa: F401 - the models that train on text, named for the commands
 from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -107,11 +108,14 @@ VAE_DEFAULTS = {"epochs": 50, "batch_size": 64, "learning_rate": 3e-3, "weight_d
                 "lr_schedule": "cosine"}
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
                  "lr_schedule": "cosine"}
+# The Transformer's: chosen by measurement on the 2-core CPU within 10 minutes of training (docs/transformer.md).
+TRANSFORMER_DEFAULTS = {"epochs": 20, "batch_size": 32, "learning_rate": 2e-3, "weight_decay": 0.0,
+                        "lr_schedule": "cosine"}
 
 
 def requested_data(settings):
-    """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
-    return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
+    """The data source the command asks for: --corpus for the text models, --data for the image models."""
+    return settings["corpus"] if settings["model"] in TEXT_MODELS else settings["data"]
 
 
 def threads_flag(text):
@@ -211,10 +215,7 @@ def build_parser():
     lstm = models.add_parser("lstm", help="the character-level LSTM text generator",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_shared_flags(lstm, "lstm", image_data=False)
-    lstm.add_argument("--corpus", default="auto",
-                      help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
-                           "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
-                           "text file; auto: shakespeare if it can be had, else pydoc")
+    _add_corpus_flags(lstm)
     lstm.add_argument("--seq-len", type=int, default=100, help="characters per training sequence")
     lstm.add_argument("--embedding-dim", type=int, default=64, help="size of each character's embedding")
     lstm.add_argument("--units", type=int, default=256, help="units of each LSTM layer")
@@ -231,7 +232,36 @@ def build_parser():
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)
     lstm.set_defaults(**LSTM_DEFAULTS)
+
+    transformer = models.add_parser("transformer", help="the decoder-only Transformer text generator (GPT shape)",
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_shared_flags(transformer, "transformer", image_data=False)
+    _add_corpus_flags(transformer)
+    transformer.add_argument("--context", type=int, default=128,
+                             help="characters per training window, and the most the model reads at once")
+    transformer.add_argument("--d-model", type=int, default=128, help="width of every position's vector")
+    transformer.add_argument("--heads", type=int, default=4, help="attention heads per layer (divide --d-model)")
+    transformer.add_argument("--layers", type=int, default=4, help="Transformer blocks")
+    transformer.add_argument("--dropout", type=finite_float, default=0.0,
+                             help="dropout on each block's attention and MLP outputs")
+    transformer.add_argument("--tied", action=argparse.BooleanOptionalAction, default=True,
+                             help="the output layer reads logits with the token embedding's table (x E^T)")
+    transformer.add_argument("--clip-norm", type=finite_float, default=1.0,
+                             help="clip the global gradient norm to this (0: no clipping)")
+    _add_optimizer_flags(transformer)
+    transformer.add_argument("--warmup-steps", type=int, default=200,
+                             help="steps over which the learning rate rises linearly from 0 to --learning-rate, "
+                                  "before the schedule")
+    transformer.set_defaults(**TRANSFORMER_DEFAULTS)
     return parser
+
+
+def _add_corpus_flags(parser):
+    """The text a text model trains on."""
+    parser.add_argument("--corpus", default="auto",
+                        help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
+                             "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
+                             "text file; auto: shakespeare if it can be had, else pydoc")
 
 
 def _add_optimizer_flags(parser):
@@ -286,7 +316,7 @@ def parse_args(argv):
     if args.lr_decay_epochs is None:  # every model has --lr-schedule
         args.lr_decay_epochs = args.epochs
     _require_at_least(args, "lr_decay_epochs", 1)
-    if args.model in ("vae", "lstm"):
+    if args.model in ("vae", *TEXT_MODELS):
         if not 0 <= args.weight_decay < 1:
             raise UsageError(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.model == "vae":
@@ -297,6 +327,15 @@ def parse_args(argv):
     if args.model == "lstm":
         for name in ("seq_len", "embedding_dim", "units", "layers"):
             _require_at_least(args, name, 1)
+    if args.model == "transformer":
+        _require_at_least(args, "context", 2)
+        for name in ("d_model", "heads", "layers"):
+            _require_at_least(args, name, 1)
+        if args.d_model % args.heads:
+            raise UsageError(f"--heads {args.heads} does not divide --d-model {args.d_model}; each head takes "
+                             "an equal share of the width")
+        _require_at_least(args, "warmup_steps", 0)
+    if args.model in TEXT_MODELS:
         if not 0 <= args.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
         if not args.clip_norm >= 0:
