@@ -24,6 +24,10 @@ TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoc
 TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
              "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
              "--learning-rate", "0.01", "--clip-norm", "0.05"]
+# A tiny Transformer: 2 blocks of width 16 over windows of 16 characters, warming up over 5 steps.
+TINY_TRANSFORMER = ["transformer", "--corpus", "pydoc", "--context", "16", "--d-model", "16", "--heads", "2",
+                    "--layers", "2", "--batch-size", "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
+                    "--learning-rate", "0.01", "--clip-norm", "0.05", "--warmup-steps", "5"]
 
 
 def offline_env(tmp_path):
@@ -121,4 +125,12 @@ def tiny_lstm_run(tmp_path_factory):
     """A finished 2-epoch tiny LSTM run on the pydoc corpus."""
     run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
     train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_run(tmp_path_factory):
+    """A finished 2-epoch tiny Transformer run on the pydoc corpus."""
+    run_dir = tmp_path_factory.mktemp("transformer") / "tiny"
+    train(*TINY_TRANSFORMER, "--epochs", 2, "--run-dir", run_dir)
     return run_dir
