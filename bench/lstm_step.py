@@ -40,16 +40,23 @@ QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS = "test_bits_per_char", 2.
 def keras_io_runner(settings, data, steps_per_epoch):
     model = lstm_models.build_text_generator(len(data.vocabulary), settings["embedding_dim"], settings["units"],
                                              settings["layers"], settings["dropout"])
+    seq_len = settings["seq_len"]
+    return text_fit_runner(model, settings, data, steps_per_epoch, seq_len, loop_iterations=seq_len)
+
+
+def text_fit_runner(model, settings, data, steps_per_epoch, seq_len, loop_iterations=None):
+    """A text model compiled with sparse categorical cross-entropy and trained with fit(), on windows of seq_len
+    + 1 characters, with train.py's optimizer (Keras' own update) and clipping; counts characters."""
     optimizer = optimizers.build({**settings, "fused_optimizer": False}, steps_per_epoch, mixed_precision=False)
     if settings["clip_norm"]:
         optimizer.global_clipnorm = settings["clip_norm"]
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    seq_len, batch_size = settings["seq_len"], settings["batch_size"]
+    batch_size = settings["batch_size"]
     windows = training_windows(data.train_ids, seq_len, 0, windows_per_epoch(len(data.train_ids), seq_len))
     dataset = (tf.data.Dataset.from_tensor_slices(windows).shuffle(len(windows), seed=0)
                .batch(batch_size, drop_remainder=True).take(steps_per_epoch).map(split_window)
                .prefetch(tf.data.AUTOTUNE))
-    return FitRunner(model, dataset, batch_size * seq_len, loop_iterations=seq_len)  # counts characters
+    return FitRunner(model, dataset, batch_size * seq_len, loop_iterations=loop_iterations)
 
 
 def tutorial_generate(model, prompt_ids, length, seed):

@@ -62,6 +62,17 @@ def test_lstm_loop_counted_once_per_time_step():
         flops.step_flops(step, tf.TensorSpec((batch, steps), tf.int32))
 
 
+def test_attention_einsums_count_every_product_they_sum():
+    batch, time, heads, width = 2, 6, 3, 4
+    attention = keras.layers.MultiHeadAttention(heads, width, dropout=0.5)  # dropout: the einsum path
+    spec = tf.TensorSpec((batch, time, heads * width), tf.float32)
+    attention(tf.zeros(spec.shape), tf.zeros(spec.shape))
+    counted = flops.step_flops(lambda x: attention(x, x, use_causal_mask=True), spec)
+    projections = 4 * 2 * batch * time * (heads * width) ** 2  # Q, K, V and the output projection
+    scores_and_weighted_sum = 2 * (2 * batch * heads * time * time * width)  # Q K^T, then weights x V
+    assert counted == projections + scores_and_weighted_sum
+
+
 def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     peak = flops.matmul_peak(size=256, repeats=2)
     assert peak["peak"] == max(peak["numpy"], peak["tensorflow"]) > 0
