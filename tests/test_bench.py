@@ -86,6 +86,7 @@ def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     (["gan_step", "--epochs", "0"], "--epochs must be 1 or more"),
     (["vae_step", "--out", "."], "is a directory"),
     (["lstm_step", "--length", "0"], "--length must be 1 or more"),
+    (["transformer_step", "--steps-per-epoch", "0"], "--steps-per-epoch must be 1 or more"),
     (["threads", "gan", "--threads", "0", "-1"], "--threads must be 0 or more"),
     (["threads", "vae", "--rounds", "0"], "--rounds must be 1 or more"),
     (["threads", "dcgan"], "invalid choice"),
@@ -96,7 +97,7 @@ def test_bench_refuses_bad_flags_with_one_line(flags, message, capsys):
 
     from bench import __main__ as bench_main
 
-    if flags[0] in ("profile", "gan_step", "vae_step", "lstm_step", "threads"):
+    if flags[0] in ("profile", "gan_step", "vae_step", "lstm_step", "transformer_step", "threads"):
         main, flags = importlib.import_module(f"bench.{flags[0]}").main, flags[1:]
     else:
         main = bench_main.main
