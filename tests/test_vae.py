@@ -136,7 +136,8 @@ def test_latent_space_beyond_two_dimensions_is_projected(tmp_path):
 
 def test_evaluate_refuses_flags_of_another_model(tiny_vae_run):
     assert_refused(run_script("evaluate.py", tiny_vae_run, "--samples", 10), "--samples measures gan runs")
-    assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0), "--iw-samples must be in [1, 10,000], got 0")
+    assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0),
+                   "--iw-samples must be in [1, 10,000], got 0")
 
 
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
