@@ -1,6 +1,6 @@
 """Reproduce every figure and number in the README: `python reproduce.py`.
 
-Trains the three models with the settings the README states, evaluates them with evaluate.py, copies
+Trains the models with the settings the README states, evaluates them with evaluate.py, copies
 the figures into docs/figures/, writes docs/results.json and rewrites the README's results tables
 (between their <!-- reproduce:NAME --> markers). Every step is the same `train.py` / `evaluate.py` /
 `generate.py` command a reader would type; the commands are printed as they run.
@@ -71,12 +71,21 @@ EXPERIMENTS = {
     "lstm_tang": {"group": "lstm", "train": ["lstm", "--corpus", "tang", "--epochs", "10"], "evaluate": [],
                   "figures": {"figures/losses.png": "lstm_tang_curves.png"},
                   "generate": ["--prompt", "春风", "--length", "120", "--temperature", "0.6", "--seed", "1"]},
+    "transformer_pydoc": {"group": "transformer", "train": ["transformer", "--corpus", "pydoc"], "evaluate": [],
+                          "figures": {"figures/losses.png": "transformer_curves.png",
+                                      "figures/attention.png": "transformer_attention.png"},
+                          "generate": ["--prompt", 'The "with" statement', "--length", "300", "--temperature", "0.5",
+                                       "--seed", "1"]},
 }
-GROUPS = ("gan", "dcgan", "vae", "lstm")
+GROUPS = ("gan", "dcgan", "vae", "lstm", "transformer")
+# The text models side by side on one corpus: held-out bits per character against training seconds, drawn
+# from both runs' history.csv when one reproduce.py run trains both (--only lstm,transformer).
+TEXT_COMPARISON = {"runs": {"LSTM": "lstm_pydoc", "Transformer": "transformer_pydoc"},
+                   "figure": "text_bits_vs_seconds.png"}
 # --quick: the same commands, shrunk to seconds.
 QUICK_TRAIN = ["--epochs", "2", "--steps-per-epoch", "3"]
 QUICK_SKIPS = ("gan_no_r1", "gan_no_ema")  # ablation rows with no figure of their own: the same commands again
-QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": []}
+QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": [], "transformer": []}
 # Experiments at a time: one, so each measured training time is the machine's alone; two with --quick,
 # whose tiny runs are mostly process start-up and measure nothing.
 DEFAULT_JOBS, QUICK_JOBS = 1, 2
@@ -198,7 +207,8 @@ def gan_table(results):
     rows = ["| run (`python train.py gan ...`, 1,000 samples) | confident (>= 0.9) | effective classes | "
             "classifier FID / real-data floor (ratio) | classifier score | training time |",
             "| --- | --- | --- | --- | --- | --- |"]
-    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA", "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
+    labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA",
+              "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)",
               "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
               "dcgan": "`--arch dcgan --batch-size 64 --epochs 120 --learning-rate 1e-3 --info-code 10 "
@@ -215,7 +225,8 @@ def gan_table(results):
 
 
 def summary_table(results, machine_info):
-    rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |", "| --- | --- | --- | --- |"]
+    rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |",
+            "| --- | --- | --- | --- |"]
     for name, result in results.items():
         metrics = result["metrics"]
         if metrics["model"] == "gan":
@@ -235,6 +246,37 @@ def summary_table(results, machine_info):
     return "\n".join(rows)
 
 
+def text_comparison_table(results):
+    """The text models on one corpus: held-out bits per character and the training seconds it took."""
+    rows = ["| model | command | held-out bits/char | training time | training chars/s |",
+            "| --- | --- | --- | --- | --- |"]
+    for label, name in TEXT_COMPARISON["runs"].items():
+        result = results[name]
+        rows.append(f"| {label} | `{result['command']}` | {result['metrics']['held_out_bits_per_char']:.3f} | "
+                    f"{result['training_seconds']:.0f} s | {result['samples_per_sec_last_epoch']:,.0f} |")
+    return "\n".join(rows)
+
+
+def plot_text_comparison(runs, path):
+    """Held-out bits per character after each epoch against the training seconds so far, one line per model."""
+    from training import figures
+
+    figure, axis = figures.plt.subplots(figsize=(6.4, 4.2))
+    for label, name in TEXT_COMPARISON["runs"].items():
+        history = run_files.read_history(os.path.join(runs, name))
+        axis.plot([row["wall_seconds"] for row in history], [row["test_bits_per_char"] for row in history],
+                  marker="o", markersize=3, label=label)
+    axis.set_xlabel("training seconds")
+    axis.set_ylabel("held-out bits per character")
+    axis.set_title("pydoc: LSTM and Transformer at train.py's defaults", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    with run_files.atomic_path(path) as partial:
+        figure.savefig(partial, dpi=110, format="png")
+    figures.plt.close(figure)
+
+
 def replace_between_markers(text, name, content):
     start, end = f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
     if start not in text or end not in text:
@@ -250,6 +292,8 @@ def write_tables(results, machine_info, args):
         if "generated" in results.get(name, {}):
             generated = results[name]["generated"]
             tables[name.split("_")[1]] = f"`{generated['command']}`:\n\n```\n{generated['text']}\n```"
+    if all(name in results for name in TEXT_COMPARISON["runs"].values()):
+        tables["text_comparison"] = text_comparison_table(results)
     path = os.path.join(args.out, "results.md")
     run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")
@@ -303,6 +347,10 @@ def main(argv=None):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
+    if all(name in chosen for name in TEXT_COMPARISON["runs"].values()):
+        comparison = os.path.join(figures_dir, TEXT_COMPARISON["figure"])
+        plot_text_comparison(runs, comparison)
+        print(f"figure: {os.path.relpath(comparison, REPO)}")
     # TensorFlow, only now that the runs are done; its start-up log (CUDA probing on a CPU machine) says
     # nothing about them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
