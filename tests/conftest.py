@@ -97,6 +97,26 @@ def assert_equal_up_to_summation_order(got_weights, expected_weights, learning_r
         np.mean(differences > 1e-5), differences.max())
 
 
+def assert_resume_and_two_replicas_equal_one_run(tiny_flags, uninterrupted_run, tmp_path):
+    """A 2-epoch run of `tiny_flags` stopped after epoch 1 and resumed, and one on 2 CPU replicas, end as
+    `uninterrupted_run` (the same 2 epochs at once) did: the resumed one exactly, the other up to round-off."""
+    import numpy as np
+
+    from training.run_dir import read_history
+
+    train(*tiny_flags, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
+    train(*tiny_flags, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
+    train(*tiny_flags, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
+    full = model_weights(uninterrupted_run / "model.keras")
+    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    one, two = read_history(uninterrupted_run), read_history(tmp_path / "two")
+    for column in ("loss", "test_loss"):
+        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+
+
 def model_weights(path):
     import keras
 

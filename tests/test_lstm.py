@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY_LSTM, model_weights, offline_env, run_in_process, run_script, train, tree_digest
+from conftest import (TINY_LSTM, assert_resume_and_two_replicas_equal_one_run, model_weights, offline_env,
+                      run_in_process, run_script, train, tree_digest)
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -184,17 +185,7 @@ def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
 
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_lstm_run, tmp_path):
     """tiny_lstm_run is the uninterrupted 2-epoch run; TINY_LSTM's clip norm clips every step."""
-    train(*TINY_LSTM, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
-    train(*TINY_LSTM, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
-    train(*TINY_LSTM, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
-    full = model_weights(tiny_lstm_run / "model.keras")
-    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    one, two = read_history(tiny_lstm_run), read_history(tmp_path / "two")
-    for column in ("loss", "test_loss"):
-        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+    assert_resume_and_two_replicas_equal_one_run(TINY_LSTM, tiny_lstm_run, tmp_path)
 
 
 def bad_corpora(folder):

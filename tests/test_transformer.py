@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY_TRANSFORMER, model_weights, run_in_process, train, tree_digest
+from conftest import TINY_TRANSFORMER, assert_resume_and_two_replicas_equal_one_run, run_in_process, tree_digest
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -85,17 +85,7 @@ def test_a_short_training_lowers_held_out_bits_and_the_export_loads_in_safe_mode
 
 
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_transformer_run, tmp_path):
-    train(*TINY_TRANSFORMER, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
-    train(*TINY_TRANSFORMER, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
-    train(*TINY_TRANSFORMER, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
-    full = model_weights(tiny_transformer_run / "model.keras")
-    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    one, two = read_history(tiny_transformer_run), read_history(tmp_path / "two")
-    for column in ("loss", "test_loss"):
-        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+    assert_resume_and_two_replicas_equal_one_run(TINY_TRANSFORMER, tiny_transformer_run, tmp_path)
 
 
 def test_generate_and_evaluate(tiny_transformer_run, capsys):
