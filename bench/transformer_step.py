@@ -5,8 +5,9 @@ matmul peak, and generation with the KV cache against recomputing the window for
 
 Training, same model (train.py's defaults), data, batch, optimizer, warm-up schedule and clipping on both sides:
   ours:     training.loop.Trainer on training.transformer.TransformerTask: what `python train.py transformer` runs
-  keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets); Keras
-            compiles fit's step with XLA itself (jit_compile="auto")
+  keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets);
+            compile's jit_compile="auto" means no XLA here, as Keras turns it off under op determinism, which
+            the bench keeps on as train.py does
 Generation of --length characters after a one-character prompt, same trained weights, in the same compiled loop
 (models/sampling.py), past the context by the same sliding rule:
   cache:     models.transformer.TransformerSampler, one position's work per character
@@ -61,7 +62,7 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     rows, ratio, trained_task, _ = compare_engines(
         TransformerTask, settings, data, keras_io_runner(settings, data, steps_per_epoch), title=title, unit="chars",
         epochs=epochs, peak_gflops=peak_gflops, extra_runners=extra_runners,
-        keras_io_label="keras-io (compile + fit, XLA auto)", one_step_per_call=False)
+        keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
     generation = generation_speed(trained_task.model, data, length)
     print(f"  generating {length} characters: with the KV cache {generation['cache_chars_per_sec']:.0f} chars/s, "
           f"recomputing the window {generation['recompute_chars_per_sec']:.0f}: {generation['ratio']:.1f}x")
