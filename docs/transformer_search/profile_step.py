@@ -9,7 +9,10 @@ alone. Throughput: train.py's own step (training.loop.make_multi_step on Transfo
 
 import argparse
 import os
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
