@@ -1,6 +1,6 @@
 """Where a Transformer training step's time goes on this CPU, and training characters/s of candidate sizes.
 
-    flock /work/cpu.lock python docs/transformer_search/profile_step.py [--steps 30] > docs/transformer_search/profile.txt
+    flock /work/cpu.lock python docs/transformer_search/profile_step.py [--steps 30]
 
 Part timings: one block's attention sub-block (LayerNorm, Q/K/V projections, softmax(QK^T/sqrt(d))V, W_O),
 its MLP sub-block, and the output layer with the loss, each forward and backward on (batch, context, d_model)

@@ -1,7 +1,7 @@
 """Sizes for the Transformer's defaults: each candidate trained by train.py on pydoc for the same budget of
 training seconds, its cosine schedule fitted to that budget, compared by held-out bits per character.
 
-    flock /work/cpu.lock python docs/transformer_search/search.py --budget 120 -- "FLAGS" "FLAGS" ...
+    flock /work/cpu.lock python docs/transformer_search/search.py --budget 100 -- "" "--context 64" ...
 
 Each candidate's throughput is measured first (training.loop's own step, a few dozen steps), which sets
 its --epochs to what fits in the budget. One line of JSON per candidate goes to results.jsonl beside this file.
