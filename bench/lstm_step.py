@@ -24,8 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, compare_engines, parse_step_args, run_alone, step_parser,  # noqa: E402
-                          time_to_quality)
+from bench.common import FitRunner, compare_engines, text_step_main, time_to_quality  # noqa: E402
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -118,12 +117,7 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
 
 
 def main(argv=None):
-    parser = step_parser("lstm", __doc__, epochs=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=40, help="training steps per measured epoch")
-    parser.add_argument("--length", type=int, default=500, help="characters to generate")
-    args = parse_step_args(parser, argv, at_least_one=("epochs", "steps_per_epoch", "length"))
-    return run_alone("lstm", measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                     length=args.length)
+    return text_step_main("lstm", __doc__, measure, argv, steps_per_epoch=40)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import compare_engines, parse_step_args, run_alone, step_parser  # noqa: E402
+from bench.common import compare_engines, text_step_main  # noqa: E402
 from bench.lstm_step import text_fit_runner  # noqa: E402
 from datasets import text  # noqa: E402
 from models import transformer as transformer_models  # noqa: E402
@@ -74,12 +74,7 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
 
 
 def main(argv=None):
-    parser = step_parser("transformer", __doc__, epochs=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=30, help="training steps per measured epoch")
-    parser.add_argument("--length", type=int, default=500, help="characters to generate")
-    args = parse_step_args(parser, argv, at_least_one=("epochs", "steps_per_epoch", "length"))
-    return run_alone("transformer", measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                     length=args.length)
+    return text_step_main("transformer", __doc__, measure, argv, steps_per_epoch=30)
 
 
 if __name__ == "__main__":

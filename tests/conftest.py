@@ -117,6 +117,34 @@ def assert_resume_and_two_replicas_equal_one_run(tiny_flags, uninterrupted_run, 
         np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
 
 
+def text_tasks_under_mixed_precision_and_xla(task_class, flags):
+    """The GPU paths on the CPU, in-process: yields a `task_class` task of `flags` after 3 steps under
+    mixed_float16 with loss scaling, then one after 3 steps compiled with XLA (--jit), each checked finite
+    with float32 logits; the policy is float32 again afterwards."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from datasets import text
+    from training import loop
+    from training.cli import parse_args
+
+    settings = vars(parse_args(flags))
+    strategy = tf.distribute.get_strategy()
+    data = text.load("pydoc")
+    for mixed, jit in ((True, False), (False, True)):
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        try:
+            task = task_class(settings, data, strategy, mixed_precision=mixed)
+            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
+            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
+            assert all(np.isfinite(float(value)) for value in means.values()), means
+            assert task.model.output.dtype == "float32"
+            yield task
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+
 def model_weights(path):
     import keras
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import (TINY_LSTM, assert_resume_and_two_replicas_equal_one_run, model_weights, offline_env,
-                      run_in_process, run_script, train, tree_digest)
+                      run_in_process, run_script, text_tasks_under_mixed_precision_and_xla, train, tree_digest)
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -254,24 +254,6 @@ def test_an_empty_share_of_the_last_held_out_batch_adds_nothing():
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
     """The GPU paths on the CPU, in-process: mixed_float16 with loss scaling (float32 logits, clipping
     measured on unscaled gradients), and the step compiled with XLA (--jit)."""
-    import keras
-    import tensorflow as tf
-
-    from datasets import text
-    from training import loop
-    from training.cli import parse_args
     from training.lstm import LstmTask
 
-    settings = vars(parse_args(TINY_LSTM + ["--clip-norm", "0.5"]))
-    strategy = tf.distribute.get_strategy()
-    data = text.load("pydoc")
-    for mixed, jit in ((True, False), (False, True)):
-        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-        try:
-            task = LstmTask(settings, data, strategy, mixed_precision=mixed)
-            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
-            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
-            assert all(np.isfinite(float(value)) for value in means.values()), means
-            assert task.model.output.dtype == "float32"
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+    assert len(list(text_tasks_under_mixed_precision_and_xla(LstmTask, TINY_LSTM + ["--clip-norm", "0.5"]))) == 2
