@@ -1,6 +1,6 @@
 """Evaluate a finished run: `python evaluate.py RUN_DIR` writes RUN_DIR/metrics.json and figures.
 
-It reads the run's config.json to tell which model it holds (gan, vae, lstm) and measures it accordingly.
+It reads the run's config.json to tell which model it holds (gan, vae, lstm, transformer) and measures it accordingly.
 `--over-training` (GAN runs) also measures the generator snapshots that training wrote, epoch by epoch.
 """
 
@@ -14,11 +14,12 @@ from training import run_dir as run_files  # noqa: E402
 
 # What a finished run of each model holds; a run without them is unfinished.
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
-           "lstm": ("model.keras", "vocab.json")}
+           **{model: ("model.keras", "vocab.json") for model in cli.TEXT_MODELS}}
 # Flags that measure one model only, and their defaults; their counts' upper bounds (memory, not taste).
 MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000, "poems": 10_000}
 DEFAULT_POEMS = 500  # evaluation.verse.DEFAULT_POEMS (not imported: flags are checked before TensorFlow loads)
-MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {}}
+MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_samples": 100}, "lstm": {},
+               "transformer": {}}
 
 
 def build_parser():
@@ -33,7 +34,7 @@ def build_parser():
                         help="gan: also measure the generator snapshots training wrote (classifier FID and "
                              "effective classes per epoch) into figures/quality_over_training.png")
     parser.add_argument("--poems", type=int, default=None,
-                        help=f"lstm on one poem a line: how many poems to sample and measure, beside as many real "
+                        help=f"text runs on one poem a line: how many poems to sample and measure, beside as many real "
                              f"held-out ones (default {DEFAULT_POEMS})")
     return parser
 
@@ -103,6 +104,10 @@ def measure(args, config, data):
         from evaluation import vae as vae_evaluation
 
         return vae_evaluation.evaluate(args.run_dir, config, data, args.iw_samples, args.seed)
+    if model == "transformer":
+        from evaluation import transformer as transformer_evaluation
+
+        return transformer_evaluation.evaluate(args.run_dir, config, data, args.seed, poems=args.poems)
     from evaluation import lstm as lstm_evaluation
 
     return lstm_evaluation.evaluate(args.run_dir, config, data, args.seed, poems=args.poems)
@@ -115,7 +120,9 @@ def main(argv=None):
         cli.fail(exc)
     settings = config["settings"]
     model = settings["model"]
-    kind = (f"{settings['layers']} x LSTM {settings['units']}" if model == "lstm" else settings["arch"])
+    kinds = {"lstm": lambda: f"{settings['layers']} x LSTM {settings['units']}",
+             "transformer": lambda: f"{settings['layers']} Transformer blocks of width {settings['d_model']}"}
+    kind = kinds.get(model, lambda: settings["arch"])()
     print(f"{args.run_dir}: a finished {model} run ({kind}, {settings['epochs']} epochs on "
           f"{config['data']['source']})")
 
@@ -132,7 +139,7 @@ def main(argv=None):
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     print_metrics(metrics)
     written = ("evaluation_samples.txt", "evaluation_poems.txt") if "verse" in metrics else ("evaluation_samples.txt",)
-    extra = "".join(f", {os.path.join(args.run_dir, name)}" for name in written) if model == "lstm" else ""
+    extra = "".join(f", {os.path.join(args.run_dir, name)}" for name in written) if model in cli.TEXT_MODELS else ""
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 

@@ -1,9 +1,9 @@
 """Generate from a finished run.
 
     python generate.py RUN_DIR --prompt "To be" --length 300 --temperature 0.8 [--top-k 20] [--top-p 0.9] [--seed 0]
-        an LSTM run: prints the prompt and the text that follows it
+        a text run (lstm, transformer): prints the prompt and the text that follows it
     python generate.py RUN_DIR --poems 5 [--form 5x4|5x8|7x4|7x8] [--acrostic 春夏秋冬]
-        an LSTM run on one poem (document) a line: poems from line start to line end, one a line; --form
+        a text run on one poem (document) a line: poems from line start to line end, one a line; --form
         places the punctuation by position, --acrostic starts the k-th clause with its k-th character
     python generate.py RUN_DIR --n 64 --out samples.png [--seed 0]
         a GAN or VAE run: writes a PNG grid of new digits
@@ -18,7 +18,9 @@ from models.poems import FORMS, FREE_POEM_MAX_LENGTH, PoemError, acrostic_form, 
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
-EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), "lstm": ("model.keras", "vocab.json")}
+TEXT_EXPORTS = ("model.keras", "vocab.json")
+EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), **{model: TEXT_EXPORTS for model in cli.TEXT_MODELS}}
+TEXT_RUNS = " and ".join(cli.TEXT_MODELS)
 TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p", "poems", "form", "acrostic")
 POEM_FLAGS = ("poems", "form", "acrostic")  # for runs on one poem (document) a line
 IMAGE_FLAGS = ("n", "out")
@@ -31,24 +33,24 @@ def build_parser():
     parser = cli.Parser(prog="generate.py", description="Generate text or digits from a run written by train.py.")
     parser.add_argument("run_dir", help="a finished run directory")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same output")
-    parser.add_argument("--prompt", default=None, help="lstm: the text to continue (default: a newline)")
-    parser.add_argument("--length", type=int, default=None, help="lstm: characters to generate (default 500)")
+    parser.add_argument("--prompt", default=None, help="text: the text to continue (default: a newline)")
+    parser.add_argument("--length", type=int, default=None, help="text: characters to generate (default 500)")
     parser.add_argument("--temperature", type=cli.finite_float, default=None,
-                        help="lstm: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
+                        help="text: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
     parser.add_argument("--top-k", type=int, default=None,
-                        help="lstm: sample only among the k most likely characters (default: all)")
+                        help="text: sample only among the k most likely characters (default: all)")
     parser.add_argument("--top-p", type=cli.finite_float, default=None,
-                        help="lstm: nucleus sampling, only among the most likely characters whose probabilities "
+                        help="text: nucleus sampling, only among the most likely characters whose probabilities "
                              "add up to p (default 1: all)")
     parser.add_argument("--poems", type=int, default=None,
-                        help="lstm on one poem a line: how many poems, each from a line start to its line end "
+                        help="text runs on one poem a line: how many poems, each from a line start to its line end "
                              "(default 1 with --form or --acrostic); --length caps a free poem's characters "
                              f"(default {FREE_POEM_MAX_LENGTH})")
     parser.add_argument("--form", choices=tuple(FORMS), default=None,
-                        help="lstm on one poem a line: characters x clauses (5x4 五言绝句 ... 7x8 七言律诗); the "
+                        help="text runs on one poem a line: characters x clauses (5x4 五言绝句 ... 7x8 七言律诗); the "
                              "punctuation and the line end are placed by position, the characters sampled")
     parser.add_argument("--acrostic", default=None,
-                        help="lstm on one poem a line: 藏头诗, clause k starts with the k-th character given "
+                        help="text runs on one poem a line: 藏头诗, clause k starts with the k-th character given "
                              "(the form defaults to 7x4, or 7x8 for 5 to 8 characters)")
     parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
     parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
@@ -61,12 +63,13 @@ def resolve(argv):
     cli.require_seed(args.seed)
     config = run_files.open_finished_run(args.run_dir, EXPORTS)
     model = config["settings"]["model"]
-    own, other = (TEXT_FLAGS, IMAGE_FLAGS) if model == "lstm" else (IMAGE_FLAGS, TEXT_FLAGS)
+    text_run = model in cli.TEXT_MODELS
+    own, other = (TEXT_FLAGS, IMAGE_FLAGS) if text_run else (IMAGE_FLAGS, TEXT_FLAGS)
     for name in other:
         if getattr(args, name) is not None:
-            kind = "gan and vae" if model == "lstm" else "lstm"
+            kind = "gan and vae" if text_run else TEXT_RUNS
             raise cli.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; {args.run_dir} holds a {model} run")
-    if model == "lstm":
+    if text_run:
         resolve_poem_flags(args, config)
         args.length = (500 if args.poems is None else FREE_POEM_MAX_LENGTH) if args.length is None else args.length
         args.temperature = 1.0 if args.temperature is None else args.temperature
@@ -124,7 +127,11 @@ def resolve_poem_flags(args, config):
 
 
 def text_sampler(config, model):
-    """The models.sampling.Sampler of a text run's exported model (each text model gives its own)."""
+    """The models.sampling.Sampler of a text run's model: the LSTM's state carried, or the Transformer's KV cache."""
+    if config["settings"]["model"] == "transformer":
+        from models.transformer import TransformerSampler
+
+        return TransformerSampler(model)
     from models.lstm import TextSampler
 
     return TextSampler(model)
@@ -180,7 +187,7 @@ def main(argv=None):
         cli.fail(exc)
     model = config["settings"]["model"]
     try:
-        if model == "lstm":
+        if model in cli.TEXT_MODELS:
             text = generate_text(args, config)
         else:
             generate_images(args, config)
@@ -188,7 +195,7 @@ def main(argv=None):
         cli.fail(exc)
     except OSError as exc:
         cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
-    if model == "lstm":
+    if model in cli.TEXT_MODELS:
         sys.stdout.write(text + "\n")
     else:
         print(f"wrote {args.n} new digits from the {model} run to {args.out}")

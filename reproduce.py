@@ -84,12 +84,21 @@ EXPERIMENTS = {
                   "generate": [["--poems", "5", "--temperature", "0.8", "--seed", "1"],
                                ["--acrostic", "春夏秋冬", "--temperature", "0.8", "--seed", "1"],
                                ["--acrostic", "人工智能", "--form", "5x4", "--temperature", "0.8", "--seed", "1"]]},
+    "transformer_pydoc": {"group": "transformer", "train": ["transformer", "--corpus", "pydoc"], "evaluate": [],
+                          "figures": {"figures/losses.png": "transformer_curves.png",
+                                      "figures/attention.png": "transformer_attention.png"},
+                          "generate": [["--prompt", 'The "with" statement', "--length", "300", "--temperature",
+                                        "0.5", "--seed", "1"]]},
 }
-GROUPS = ("gan", "dcgan", "vae", "lstm")
+GROUPS = ("gan", "dcgan", "vae", "lstm", "transformer")
+# The text models side by side on one corpus: held-out bits per character against training seconds, drawn
+# from both runs' history.csv when one reproduce.py run trains both (--only lstm,transformer).
+TEXT_COMPARISON = {"runs": {"LSTM": "lstm_pydoc", "Transformer": "transformer_pydoc"},
+                   "figure": "text_bits_vs_seconds.png"}
 # --quick: the same commands, shrunk to seconds.
 QUICK_TRAIN = ["--epochs", "2", "--steps-per-epoch", "3"]
 QUICK_SKIPS = ("gan_no_r1", "gan_no_ema")  # ablation rows with no figure of their own: the same commands again
-QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": []}
+QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": [], "transformer": []}
 # Experiments at a time: one, so each measured training time is the machine's alone; two with --quick,
 # whose tiny runs are mostly process start-up and measure nothing.
 DEFAULT_JOBS, QUICK_JOBS = 1, 2
@@ -305,6 +314,37 @@ def summary_table(results, machine_info):
     return "\n".join(rows)
 
 
+def text_comparison_table(results):
+    """The text models on one corpus: held-out bits per character and the training seconds it took."""
+    rows = ["| model | command | held-out bits/char | training time | training chars/s |",
+            "| --- | --- | --- | --- | --- |"]
+    for label, name in TEXT_COMPARISON["runs"].items():
+        result = results[name]
+        rows.append(f"| {label} | `{result['command']}` | {result['metrics']['held_out_bits_per_char']:.3f} | "
+                    f"{result['training_seconds']:.0f} s | {result['samples_per_sec_last_epoch']:,.0f} |")
+    return "\n".join(rows)
+
+
+def plot_text_comparison(runs, path):
+    """Held-out bits per character after each epoch against the training seconds so far, one line per model."""
+    from training import figures
+
+    figure, axis = figures.plt.subplots(figsize=(6.4, 4.2))
+    for label, name in TEXT_COMPARISON["runs"].items():
+        history = run_files.read_history(os.path.join(runs, name))
+        axis.plot([row["wall_seconds"] for row in history], [row["test_bits_per_char"] for row in history],
+                  marker="o", markersize=3, label=label)
+    axis.set_xlabel("training seconds")
+    axis.set_ylabel("held-out bits per character")
+    axis.set_title("pydoc: LSTM and Transformer at train.py's defaults", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    with run_files.atomic_path(path) as partial:
+        figure.savefig(partial, dpi=110, format="png")
+    figures.plt.close(figure)
+
+
 def replace_between_markers(text, name, content):
     start, end = f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
     if start not in text or end not in text:
@@ -317,14 +357,17 @@ def replace_between_markers(text, name, content):
 def write_tables(results, machine_info, out, update_pages):
     """results.md under `out`; with update_pages, the tables between markers in every page (see pages())."""
     tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results), "vae": vae_table(results)}
-    for name in ("lstm_pydoc", "lstm_tang"):
+    for name in ("lstm_pydoc", "lstm_tang", "transformer_pydoc"):
         generated = results.get(name, {}).get("generated") or []
         generated = [generated] if isinstance(generated, dict) else generated  # results.json before the poems
         if generated:
-            tables[name.split("_")[1]] = "\n\n".join(f"`{one['command']}`:\n\n```\n{one['text']}\n```"
+            key = name.split("_")[1] if name.startswith("lstm_") else name  # the LSTM's keep their old names
+            tables[key] = "\n\n".join(f"`{one['command']}`:\n\n```\n{one['text']}\n```"
                                                       for one in generated)
     if "verse" in results.get("lstm_tang", {}).get("metrics", {}):
         tables["verse"] = verse_table(results["lstm_tang"])
+    if all(name in results for name in TEXT_COMPARISON["runs"].values()):
+        tables["text_comparison"] = text_comparison_table(results)
     path = os.path.join(out, "results.md")
     run_files.write_atomic(path, "\n\n".join(tables.values()) + "\n")
     print(f"tables: {os.path.relpath(path, REPO)}")
@@ -386,6 +429,10 @@ def main(argv=None):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
+    if all(name in chosen for name in TEXT_COMPARISON["runs"].values()):
+        comparison = os.path.join(figures_dir, TEXT_COMPARISON["figure"])
+        plot_text_comparison(runs, comparison)
+        print(f"figure: {os.path.relpath(comparison, REPO)}")
     # TensorFlow, only now that the runs are done; its start-up log (CUDA probing on a CPU machine) says
     # nothing about them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

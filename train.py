@@ -1,4 +1,4 @@
-"""Train one of the tutorial's generators: `python train.py {gan,vae,lstm} [flags]` (see --help).
+"""Train one of the tutorial's generators: `python train.py {gan,vae,lstm,transformer} [flags]` (see --help).
 
 A thin command line over training/: it checks the request, sets up devices and the
 tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
@@ -17,7 +17,8 @@ from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 # Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
-TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask"}
+TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask",
+         "transformer": "training.transformer:TransformerTask"}
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 # --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused

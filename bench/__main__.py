@@ -5,7 +5,8 @@ For each model: steady-state training throughput of ours (train.py's Trainer) an
 `fit` baseline, the counted FLOPs per sample of each one's training step (bench/flops.py says how), the
 achieved GFLOP/s and its share of the float32 matmul peak measured in the same run (the best of numpy's
 and TensorFlow's 2048 x 2048 matmul, before and after the models), the time to a named quality
-threshold (VAE, LSTM), and LSTM generation against the tutorial's predict loop. Writes FILE (JSON) and
+threshold (VAE, LSTM), LSTM generation against the tutorial's predict loop, and the Transformer's generation
+with its KV cache against recomputing the window for every character. Writes FILE (JSON) and
 FILE with .md in place of .json (a markdown table); prints both.
 """
 
@@ -20,11 +21,14 @@ from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 DEFAULT_OUT = os.path.join("outputs", "bench", "bench.json")
-# Issue 8's goals, checked against each run.
-GOALS = {"ratio_to_keras_io_fit": 1.3, "fraction_of_peak": {"gan": 0.70, "vae": 0.50, "lstm": 0.55},
-         "generation_ratio": 50.0}
-FULL = {"epochs": {"gan": 6, "vae": 6, "lstm": 3}, "lstm_steps": 40, "extra_runners": True}
-QUICK = {"epochs": {"gan": 2, "vae": 2, "lstm": 2}, "lstm_steps": 12, "extra_runners": False}
+# Issue 8's goals, and issue 19's for the Transformer, checked against each run.
+GOALS = {"ratio_to_keras_io_fit": 1.3,
+         "fraction_of_peak": {"gan": 0.70, "vae": 0.50, "lstm": 0.55, "transformer": 0.50},
+         "generation_ratio": 50.0, "cache_generation_ratio": 5.0}
+FULL = {"epochs": {"gan": 6, "vae": 6, "lstm": 3, "transformer": 3}, "lstm_steps": 40, "transformer_steps": 30,
+        "extra_runners": True}
+QUICK = {"epochs": {"gan": 2, "vae": 2, "lstm": 2, "transformer": 2}, "lstm_steps": 12, "transformer_steps": 8,
+         "extra_runners": False}
 
 
 def build_parser():
@@ -60,6 +64,10 @@ def goals_met(models):
     generation = models["lstm"]["generation"]["ratio"]
     rows.append(("lstm: generation / tutorial loop", f">= {GOALS['generation_ratio']:.0f}x", f"{generation:.0f}x",
                  generation >= GOALS["generation_ratio"]))
+    cached = models["transformer"]["generation"]["ratio"]
+    goal = GOALS["cache_generation_ratio"]
+    rows.append(("transformer: generation with the KV cache / recomputing the window", f">= {goal:.0f}x",
+                 f"{cached:.1f}x", cached >= goal))
     return [{"goal": goal, "target": target, "measured": measured, "met": met}
             for goal, target, measured, met in rows]
 
@@ -104,8 +112,12 @@ def markdown(report):
     generation = report["models"]["lstm"]["generation"]
     lines += ["", f"LSTM generation of {generation['length']} characters: ours {generation['ours_chars_per_sec']:,.0f} "
               f"chars/s, the tutorial's predict loop {generation['tutorial_chars_per_sec']:.1f} chars/s "
-              f"(**{generation['ratio']:,.0f}x**).", "",
-              "| goal (issue 8) | target | measured | met |", "| --- | --- | --- | --- |"]
+              f"(**{generation['ratio']:,.0f}x**).", ""]
+    generation = report["models"]["transformer"]["generation"]
+    lines += [f"Transformer generation of {generation['length']} characters (context {generation['context']}): with "
+              f"the KV cache {generation['cache_chars_per_sec']:,.0f} chars/s, recomputing the window "
+              f"{generation['recompute_chars_per_sec']:,.0f} chars/s (**{generation['ratio']:.1f}x**).", "",
+              "| goal (issues 8, 19) | target | measured | met |", "| --- | --- | --- | --- |"]
     lines += [f"| {goal['goal']} | {goal['target']} | {goal['measured']} | {'yes' if goal['met'] else '**no**'} |"
               for goal in report["goals"]]
     lines += ["", f"FLOPs: {report['how_flops_were_counted']}."]
@@ -114,7 +126,7 @@ def markdown(report):
 
 def main(argv=None):
     args = resolve(sys.argv[1:] if argv is None else argv)
-    from bench import flops, gan_step, lstm_step, vae_step
+    from bench import flops, gan_step, lstm_step, transformer_step, vae_step
     from training import distribute
 
     plan = QUICK if args.quick else FULL
@@ -128,6 +140,9 @@ def main(argv=None):
     models["vae"] = vae_step.measure(peak, plan["epochs"]["vae"], plan["extra_runners"])
     print()
     models["lstm"] = lstm_step.measure(peak, plan["epochs"]["lstm"], plan["lstm_steps"], 500, plan["extra_runners"])
+    print()
+    models["transformer"] = transformer_step.measure(peak, plan["epochs"]["transformer"], plan["transformer_steps"],
+                                                     500, plan["extra_runners"])
     peak_after = flops.matmul_peak()
     # The peak is the best seen in the run; the models' shares were computed against the first
     # measurement, so rescale them if the later one was higher (a share is never flattered).

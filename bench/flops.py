@@ -3,8 +3,9 @@
 FLOPs are counted, not estimated from parameter counts: the step is traced once at the benchmark's
 batch size and every matrix multiplication and convolution in the resulting graph (forward, backward,
 the R1 penalty's double backward, the optimizer: all of it) is counted as 2 x the multiply-adds its
-shapes imply. Element-wise work (activations, Adam's update, BatchNorm) is left out, as in the usual
-"model FLOPs" utilisation measure: it is not what a matmul peak can be compared with. A while loop's
+shapes imply (an Einsum's: every output element times the sizes of the indices it sums over).
+Element-wise work (activations, Adam's update, BatchNorm) is left out, as in the usual "model FLOPs"
+utilisation measure: it is not what a matmul peak can be compared with. A while loop's
 body (the LSTM's loop over time steps, and its gradient loop) counts once per iteration.
 """
 
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 WHILE_OPS = ("While", "StatelessWhile")
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
-HOW_COUNTED = ("2 x multiply-adds of every MatMul, BatchMatMul and Conv2D (and their gradient ops) in the "
+HOW_COUNTED = ("2 x multiply-adds of every MatMul, BatchMatMul, Einsum and Conv2D (and their gradient ops) in the "
                "traced training step at the benchmark's batch, loop bodies once per time step; divided "
                "by the samples per step; element-wise ops not counted")
 
@@ -39,6 +40,14 @@ def op_flops(op):
         a, output = _dims(op.inputs[0]), _dims(op.outputs[0])
         inner = a[-2] if op.get_attr("adj_x") else a[-1]
         return 2 * math.prod(output) * inner
+    if op.type == "Einsum" and len(op.inputs) == 2:
+        # Each output element sums products over the indices that appear in the inputs but not the output.
+        terms, output_term = op.get_attr("equation").decode().split("->")
+        sizes = {}
+        for term, tensor in zip(terms.split(","), op.inputs):
+            sizes.update(_index_sizes(term, _dims(tensor)))
+        summed = set(sizes) - set(output_term)
+        return 2 * math.prod(_dims(op.outputs[0])) * math.prod(sizes[index] for index in summed)
     if op.type in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"):
         # Each is one convolution of the forward pass's size: every element of the forward output
         # (the op's output, or its out_backprop input) takes kernel_h * kernel_w * in_channels multiply-adds.
@@ -52,6 +61,12 @@ def op_flops(op):
             kernel, forward_output = [kernel_size[0], kernel_size[1], input_channels], _dims(op.inputs[2])
         return 2 * math.prod(forward_output) * kernel[0] * kernel[1] * kernel[2]
     return 0
+
+
+def _index_sizes(term, shape):
+    """{einsum index letter: its size} of one operand; an ellipsis stands for the dimensions between."""
+    head, _, tail = term.partition("...")
+    return {**dict(zip(head, shape)), **dict(zip(tail, shape[len(shape) - len(tail):]))}
 
 
 def graph_flops(graph, loop_iterations=None):

@@ -24,8 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import (FitRunner, compare_engines, parse_step_args, run_alone, step_parser,  # noqa: E402
-                          time_to_quality)
+from bench.common import FitRunner, compare_engines, text_step_main, time_to_quality  # noqa: E402
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -40,16 +39,23 @@ QUALITY_METRIC, QUALITY_THRESHOLD, QUALITY_MAX_EPOCHS = "test_bits_per_char", 2.
 def keras_io_runner(settings, data, steps_per_epoch):
     model = lstm_models.build_text_generator(len(data.vocabulary), settings["embedding_dim"], settings["units"],
                                              settings["layers"], settings["dropout"])
+    seq_len = settings["seq_len"]
+    return text_fit_runner(model, settings, data, steps_per_epoch, seq_len, loop_iterations=seq_len)
+
+
+def text_fit_runner(model, settings, data, steps_per_epoch, seq_len, loop_iterations=None):
+    """A text model compiled with sparse categorical cross-entropy and trained with fit(), on windows of seq_len
+    + 1 characters, with train.py's optimizer (Keras' own update) and clipping; counts characters."""
     optimizer = optimizers.build({**settings, "fused_optimizer": False}, steps_per_epoch, mixed_precision=False)
     if settings["clip_norm"]:
         optimizer.global_clipnorm = settings["clip_norm"]
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    seq_len, batch_size = settings["seq_len"], settings["batch_size"]
+    batch_size = settings["batch_size"]
     windows = training_windows(data.train_ids, seq_len, 0, windows_per_epoch(len(data.train_ids), seq_len))
     dataset = (tf.data.Dataset.from_tensor_slices(windows).shuffle(len(windows), seed=0)
                .batch(batch_size, drop_remainder=True).take(steps_per_epoch).map(split_window)
                .prefetch(tf.data.AUTOTUNE))
-    return FitRunner(model, dataset, batch_size * seq_len, loop_iterations=seq_len)  # counts characters
+    return FitRunner(model, dataset, batch_size * seq_len, loop_iterations=loop_iterations)
 
 
 def tutorial_generate(model, prompt_ids, length, seed):
@@ -111,12 +117,7 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
 
 
 def main(argv=None):
-    parser = step_parser("lstm", __doc__, epochs=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=40, help="training steps per measured epoch")
-    parser.add_argument("--length", type=int, default=500, help="characters to generate")
-    args = parse_step_args(parser, argv, at_least_one=("epochs", "steps_per_epoch", "length"))
-    return run_alone("lstm", measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                     length=args.length)
+    return text_step_main("lstm", __doc__, measure, argv, steps_per_epoch=40)
 
 
 if __name__ == "__main__":

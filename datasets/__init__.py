@@ -1,10 +1,12 @@
-"""The data of each model: MNIST images (mnist.py) for the GAN and VAE, text (text.py) for the LSTM,
+"""The data of each model: MNIST images (mnist.py) for the GAN and VAE, text (text.py) for the LSTM and
+the Transformer,
 and the keyed tf.data pipeline they share (pipeline.py)."""
 
 import contextlib
 import socket
 
 DOWNLOAD_TIMEOUT_SECONDS = 20
+TEXT_MODELS = ("lstm", "transformer")  # the models that train on text (text.py); the others on MNIST
 
 
 @contextlib.contextmanager
@@ -25,7 +27,7 @@ class DataError(Exception):
 def load_for(model, source, one_per_line=False):
     """The data `model` trains on, from `source` (a --data or --corpus value; a text a document a line if
     `one_per_line`); raises DataError."""
-    if model == "lstm":
+    if model in TEXT_MODELS:
         from datasets import text
 
         try:

@@ -1,5 +1,6 @@
-"""Evaluating a trained text generator: held-out bits per character and perplexity, and samples; on a
-corpus of one poem a line, the poems' measures beside real ones (evaluation/verse.py)."""
+"""Evaluating a trained text generator (the LSTM, and through measure_text_model the Transformer): held-out bits
+per character and perplexity, and samples; on a corpus of one poem a line, the poems' measures beside real ones
+(evaluation/verse.py)."""
 
 import math
 import os
@@ -19,7 +20,7 @@ PROMPT_CHARS = 40
 
 
 def held_out_nats_per_char(model, held_out_ids, seq_len, line_end_id=None):
-    """Mean -log p(next char) over the held-out text, read in windows of seq_len from a zero state, a
+    """Mean -log p(next char) over the held-out text, read in windows of seq_len, each from scratch, a
     document at a time with line_end_id (as during training, so it matches history.csv's test_loss)."""
     total, count = 0.0, 0.0
     windows, weights = held_out_examples(held_out_ids, seq_len, line_end_id)
@@ -31,16 +32,28 @@ def held_out_nats_per_char(model, held_out_ids, seq_len, line_end_id=None):
     return total / count
 
 
-def evaluate(run_dir, config, data, seed, poems=verse.DEFAULT_POEMS, sampler=None):
-    """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png; on one
-    poem a line, also evaluation_poems.txt and the verse measures of `poems` poems from `sampler` (any
-    models.sampling.Sampler of the run's model; default: the LSTM's)."""
+def load_text_run(run_dir, config):
+    """(vocabulary, model) of a finished text run; raises RunDirError."""
     vocabulary = load_run_vocabulary(run_dir)
-    model = run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
-    seq_len = int(config["settings"]["seq_len"])
+    return vocabulary, run_files.load_exported_model(run_dir, config, "model.keras", len(vocabulary))
+
+
+def evaluate(run_dir, config, data, seed, poems=verse.DEFAULT_POEMS):
+    """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
+    vocabulary, model = load_text_run(run_dir, config)
+    return measure_text_model(run_dir, config, data, seed, vocabulary, model, TextSampler(model), "LSTM training",
+                              poems)
+
+
+def measure_text_model(run_dir, config, data, seed, vocabulary, model, sampler, curves_title,
+                       poems=verse.DEFAULT_POEMS):
+    """A text model's metrics dict, its samples (evaluation_samples.txt, sampled by `sampler`, a
+    models.sampling.Sampler) and its curves (figures/losses.png); on one poem a line, also
+    evaluation_poems.txt and the verse measures of `poems` poems from `sampler`."""
+    settings = config["settings"]
+    seq_len = int(settings["context"] if "context" in settings else settings["seq_len"])  # the training window
     line_end_id = vocabulary.ids[LINE_END] if data.one_per_line else None
     nats = held_out_nats_per_char(model, data.held_out_ids, seq_len, line_end_id)
-    sampler = sampler or TextSampler(model)
     # Continue the first words of the held-out text: the model never trained on them.
     prompt = vocabulary.decode(data.held_out_ids[:PROMPT_CHARS])
     sections = []
@@ -48,9 +61,10 @@ def evaluate(run_dir, config, data, seed, poems=verse.DEFAULT_POEMS, sampler=Non
         ids = sampler.generate(vocabulary.encode(prompt), SAMPLE_LENGTH, temperature, seed=seed)
         sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
     run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
-    plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"))
+    plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"),
+                curves_title)
     metrics = {
-        "model": "lstm",
+        "model": settings["model"],
         "corpus": data.source,
         "held_out_chars": int(len(data.held_out_ids)),
         "vocabulary_size": len(vocabulary),

@@ -24,6 +24,10 @@ TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoc
 TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
              "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
              "--learning-rate", "0.01", "--clip-norm", "0.05"]
+# A tiny Transformer: 2 blocks of width 16 over windows of 16 characters, warming up over 5 steps.
+TINY_TRANSFORMER = ["transformer", "--corpus", "pydoc", "--context", "16", "--d-model", "16", "--heads", "2",
+                    "--layers", "2", "--batch-size", "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
+                    "--learning-rate", "0.01", "--clip-norm", "0.05", "--warmup-steps", "5"]
 
 
 def offline_env(tmp_path):
@@ -93,6 +97,54 @@ def assert_equal_up_to_summation_order(got_weights, expected_weights, learning_r
         np.mean(differences > 1e-5), differences.max())
 
 
+def assert_resume_and_two_replicas_equal_one_run(tiny_flags, uninterrupted_run, tmp_path):
+    """A 2-epoch run of `tiny_flags` stopped after epoch 1 and resumed, and one on 2 CPU replicas, end as
+    `uninterrupted_run` (the same 2 epochs at once) did: the resumed one exactly, the other up to round-off."""
+    import numpy as np
+
+    from training.run_dir import read_history
+
+    train(*tiny_flags, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
+    train(*tiny_flags, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
+    train(*tiny_flags, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
+    full = model_weights(uninterrupted_run / "model.keras")
+    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    one, two = read_history(uninterrupted_run), read_history(tmp_path / "two")
+    for column in ("loss", "test_loss"):
+        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+
+
+def text_tasks_under_mixed_precision_and_xla(task_class, flags):
+    """The GPU paths on the CPU, in-process: yields a `task_class` task of `flags` after 3 steps under
+    mixed_float16 with loss scaling, then one after 3 steps compiled with XLA (--jit), each checked finite
+    with float32 logits; the policy is float32 again afterwards."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from datasets import text
+    from training import loop
+    from training.cli import parse_args
+
+    settings = vars(parse_args(flags))
+    strategy = tf.distribute.get_strategy()
+    data = text.load("pydoc")
+    for mixed, jit in ((True, False), (False, True)):
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        try:
+            task = task_class(settings, data, strategy, mixed_precision=mixed)
+            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
+            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
+            assert all(np.isfinite(float(value)) for value in means.values()), means
+            assert task.model.output.dtype == "float32"
+            yield task
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+
 def model_weights(path):
     import keras
 
@@ -121,4 +173,12 @@ def tiny_lstm_run(tmp_path_factory):
     """A finished 2-epoch tiny LSTM run on the pydoc corpus."""
     run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
     train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_run(tmp_path_factory):
+    """A finished 2-epoch tiny Transformer run on the pydoc corpus."""
+    run_dir = tmp_path_factory.mktemp("transformer") / "tiny"
+    train(*TINY_TRANSFORMER, "--epochs", 2, "--run-dir", run_dir)
     return run_dir

@@ -62,6 +62,17 @@ def test_lstm_loop_counted_once_per_time_step():
         flops.step_flops(step, tf.TensorSpec((batch, steps), tf.int32))
 
 
+def test_attention_einsums_count_every_product_they_sum():
+    batch, time, heads, width = 2, 6, 3, 4
+    attention = keras.layers.MultiHeadAttention(heads, width, dropout=0.5)  # dropout: the einsum path
+    spec = tf.TensorSpec((batch, time, heads * width), tf.float32)
+    attention(tf.zeros(spec.shape), tf.zeros(spec.shape))
+    counted = flops.step_flops(lambda x: attention(x, x, use_causal_mask=True), spec)
+    projections = 4 * 2 * batch * time * (heads * width) ** 2  # Q, K, V and the output projection
+    scores_and_weighted_sum = 2 * (2 * batch * heads * time * time * width)  # Q K^T, then weights x V
+    assert counted == projections + scores_and_weighted_sum
+
+
 def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     peak = flops.matmul_peak(size=256, repeats=2)
     assert peak["peak"] == max(peak["numpy"], peak["tensorflow"]) > 0
@@ -75,6 +86,7 @@ def test_matmul_peak_is_measured_for_numpy_and_tensorflow():
     (["gan_step", "--epochs", "0"], "--epochs must be 1 or more"),
     (["vae_step", "--out", "."], "is a directory"),
     (["lstm_step", "--length", "0"], "--length must be 1 or more"),
+    (["transformer_step", "--steps-per-epoch", "0"], "--steps-per-epoch must be 1 or more"),
     (["threads", "gan", "--threads", "0", "-1"], "--threads must be 0 or more"),
     (["threads", "vae", "--rounds", "0"], "--rounds must be 1 or more"),
     (["threads", "dcgan"], "invalid choice"),
@@ -85,7 +97,7 @@ def test_bench_refuses_bad_flags_with_one_line(flags, message, capsys):
 
     from bench import __main__ as bench_main
 
-    if flags[0] in ("profile", "gan_step", "vae_step", "lstm_step", "threads"):
+    if flags[0] in ("profile", "gan_step", "vae_step", "lstm_step", "transformer_step", "threads"):
         main, flags = importlib.import_module(f"bench.{flags[0]}").main, flags[1:]
     else:
         main = bench_main.main

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY_LSTM, model_weights, offline_env, run_in_process, run_script, train, tree_digest
+from conftest import (TINY_LSTM, assert_resume_and_two_replicas_equal_one_run, model_weights, offline_env,
+                      run_in_process, run_script, text_tasks_under_mixed_precision_and_xla, train, tree_digest)
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -186,17 +187,7 @@ def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
 
 def test_resume_and_two_replicas_equal_one_uninterrupted_run(tiny_lstm_run, tmp_path):
     """tiny_lstm_run is the uninterrupted 2-epoch run; TINY_LSTM's clip norm clips every step."""
-    train(*TINY_LSTM, "--epochs", 1, "--lr-decay-epochs", 2, "--run-dir", tmp_path / "half")
-    train(*TINY_LSTM, "--epochs", 2, "--resume", "--run-dir", tmp_path / "half")
-    train(*TINY_LSTM, "--epochs", 2, "--cpu-replicas", 2, "--run-dir", tmp_path / "two")
-    full = model_weights(tiny_lstm_run / "model.keras")
-    for a, b in zip(full, model_weights(tmp_path / "half" / "model.keras")):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(full, model_weights(tmp_path / "two" / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    one, two = read_history(tiny_lstm_run), read_history(tmp_path / "two")
-    for column in ("loss", "test_loss"):
-        np.testing.assert_allclose([row[column] for row in one], [row[column] for row in two], rtol=1e-5)
+    assert_resume_and_two_replicas_equal_one_run(TINY_LSTM, tiny_lstm_run, tmp_path)
 
 
 def bad_corpora(folder):
@@ -265,24 +256,6 @@ def test_an_empty_share_of_the_last_held_out_batch_adds_nothing():
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
     """The GPU paths on the CPU, in-process: mixed_float16 with loss scaling (float32 logits, clipping
     measured on unscaled gradients), and the step compiled with XLA (--jit)."""
-    import keras
-    import tensorflow as tf
-
-    from datasets import text
-    from training import loop
-    from training.cli import parse_args
     from training.lstm import LstmTask
 
-    settings = vars(parse_args(TINY_LSTM + ["--clip-norm", "0.5"]))
-    strategy = tf.distribute.get_strategy()
-    data = text.load("pydoc")
-    for mixed, jit in ((True, False), (False, True)):
-        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-        try:
-            task = LstmTask(settings, data, strategy, mixed_precision=mixed)
-            run_steps = loop.make_multi_step(task, strategy, jit=jit, trackers=loop.make_trackers(task, strategy))
-            means = run_steps(iter(task.train_dataset(epoch=0)), tf.constant(3))
-            assert all(np.isfinite(float(value)) for value in means.values()), means
-            assert task.model.output.dtype == "float32"
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+    assert len(list(text_tasks_under_mixed_precision_and_xla(LstmTask, TINY_LSTM + ["--clip-norm", "0.5"]))) == 2

@@ -71,3 +71,13 @@ def test_gan_optimizers_follow_the_lr_schedule():
             optimizer.iterations.assign(step)
             rates.append(float(optimizer.learning_rate))
         np.testing.assert_allclose(rates, [1e-3, 0.5e-3, 0, 0], atol=1e-9)
+
+
+@pytest.mark.parametrize("schedule, end", [("cosine", 0.0), ("constant", 1e-3)])
+def test_warm_up_rises_linearly_then_follows_the_schedule(schedule, end):
+    settings = {"learning_rate": 1e-3, "lr_schedule": schedule, "lr_decay_epochs": 10, "warmup_steps": 20}
+    rate = optimizers.learning_rate(settings, steps_per_epoch=10)  # 100 steps in all
+    at = lambda step: float(rate(step))  # noqa: E731
+    assert at(0) == 0 and at(10) == pytest.approx(5e-4) and at(20) == pytest.approx(1e-3)
+    assert at(60) == pytest.approx(5e-4 if schedule == "cosine" else 1e-3, rel=1e-4)  # halfway through the decay
+    assert at(100) == pytest.approx(end, abs=1e-9)

@@ -28,6 +28,8 @@ def test_quick_writes_every_artefact_and_leaves_the_committed_ones_alone(tmp_pat
     for name in expected_figures:
         assert (out / "figures" / name).stat().st_size > 1000, name
         assert f"figure: {os.path.relpath(out / 'figures' / name, REPO)}" in result.stdout  # says where it went
+    comparison = out / "figures" / reproduce.TEXT_COMPARISON["figure"]  # the LSTM and the Transformer, one run
+    assert comparison.stat().st_size > 1000
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert report["quick"] and set(report["experiments"]) == set(reproduce.EXPERIMENTS) - set(reproduce.QUICK_SKIPS)
     poems, spring, machine = report["experiments"]["lstm_tang"]["generated"]
@@ -35,6 +37,7 @@ def test_quick_writes_every_artefact_and_leaves_the_committed_ones_alone(tmp_pat
     assert spring["text"].startswith("春") and machine["text"].startswith("人")
     tables = (out / "results.md").read_text(encoding="utf-8")
     assert "| dcgan |" in tables and "classifier FID" in tables and "rhyme share of the valid poems" in tables
+    assert "| Transformer | `python train.py transformer --corpus pydoc" in tables
     # Nothing committed changed: the quick run writes only under --out.
     assert digest(os.path.join(REPO, "README.md")) == readme
     assert {name: digest(os.path.join(REPO, "docs", "figures", name)) for name in committed} == committed

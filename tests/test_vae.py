@@ -136,7 +136,8 @@ def test_latent_space_beyond_two_dimensions_is_projected(tmp_path):
 
 def test_evaluate_refuses_flags_of_another_model(tiny_vae_run):
     assert_refused(run_script("evaluate.py", tiny_vae_run, "--samples", 10), "--samples measures gan runs")
-    assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0), "--iw-samples must be in [1, 10,000], got 0")
+    assert_refused(run_script("evaluate.py", tiny_vae_run, "--iw-samples", 0),
+                   "--iw-samples must be in [1, 10,000], got 0")
 
 
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
@@ -184,5 +185,5 @@ def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path, capsys):
     assert out.read_bytes() == first
     for flags, expected in ((["--out", tmp_path / "x.jpg"], "must name a .png file"),
                             (["--out", tmp_path / "no" / "x.png"], "does not exist"),
-                            (["--length", 5], "--length is for lstm runs")):
+                            (["--length", 5], "--length is for lstm and transformer runs")):
         assert_refused(run_in_process(generate.main, tiny_vae_run, *flags, capsys=capsys), expected)

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from datasets import TEXT_MODELS  # noqa: F401 - the models that train on text, named for the commands
 from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -129,6 +130,11 @@ VAE_DEFAULTS = {"train_images": 50 * MNIST_5K_TRAIN, "batch_size": 64, "learning
                 "weight_decay": 0.05, "lr_schedule": "cosine"}
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
                  "lr_schedule": "cosine"}
+# The Transformer's: chosen by measurement on the 2-core CPU within 10 minutes of training (docs/transformer.md).
+# Context 64 at batch 64 reached 2.08 held-out bits/char in 104 s of training where context 128 at batch 32 reached
+# 2.73 in 91 s (docs/transformer_search/results.jsonl); 24 epochs at ~20k characters/s fill about 8 of the 10 minutes.
+TRANSFORMER_DEFAULTS = {"epochs": 24, "batch_size": 64, "learning_rate": 2e-3, "weight_decay": 0.0,
+                        "lr_schedule": "cosine"}
 
 
 # Measured recipes: the defaults of an architecture (--arch) or a text corpus (--corpus) for every setting its
@@ -145,7 +151,7 @@ RECIPES = {
     ("lstm", "tang"): {"seq_len": 66, "embedding_dim": 128, "units": 256, "batch_size": 64, "epochs": 2},
 }
 # The flag whose value names a model's recipe.
-RECIPE_FLAGS = {"gan": "arch", "vae": "arch", "lstm": "corpus"}
+RECIPE_FLAGS = {"gan": "arch", "vae": "arch", "lstm": "corpus", "transformer": "corpus"}
 
 
 def recipe_of(settings):
@@ -175,8 +181,8 @@ def check_one_per_line(args):
 
 
 def requested_data(settings):
-    """The data source the command asks for: --corpus for the LSTM, --data for the image models."""
-    return settings["corpus"] if settings["model"] == "lstm" else settings["data"]
+    """The data source the command asks for: --corpus for the text models, --data for the image models."""
+    return settings["corpus"] if settings["model"] in TEXT_MODELS else settings["data"]
 
 
 def epochs_for_budget(train_images, train_examples):
@@ -326,6 +332,27 @@ def build_parser():
                       help="clip the global gradient norm to this (0: no clipping)")
     _add_optimizer_flags(lstm)
     lstm.set_defaults(**LSTM_DEFAULTS)
+
+    transformer = models.add_parser("transformer", help="the decoder-only Transformer text generator (GPT shape)",
+                                    formatter_class=HelpFormatter)
+    _add_shared_flags(transformer, "transformer", image_data=False)
+    _add_corpus_flags(transformer)
+    transformer.add_argument("--context", type=int, default=64,
+                             help="characters per training window, and the most the model reads at once")
+    transformer.add_argument("--d-model", type=int, default=128, help="width of every position's vector")
+    transformer.add_argument("--heads", type=int, default=4, help="attention heads per layer (divide --d-model)")
+    transformer.add_argument("--layers", type=int, default=4, help="Transformer blocks")
+    transformer.add_argument("--dropout", type=finite_float, default=0.0,
+                             help="dropout on each block's attention and MLP outputs")
+    transformer.add_argument("--tied", action=argparse.BooleanOptionalAction, default=True,
+                             help="the output layer reads logits with the token embedding's table (x E^T)")
+    transformer.add_argument("--clip-norm", type=finite_float, default=1.0,
+                             help="clip the global gradient norm to this (0: no clipping)")
+    _add_optimizer_flags(transformer)
+    transformer.add_argument("--warmup-steps", type=int, default=200,
+                             help="steps over which the learning rate rises linearly from 0 to --learning-rate, "
+                                  "before the schedule")
+    transformer.set_defaults(**TRANSFORMER_DEFAULTS)
     for (model, name), recipe in RECIPES.items():
         for action in models.choices[model]._actions:
             if action.dest in recipe:
@@ -334,6 +361,14 @@ def build_parser():
                 note = f"; --{RECIPE_FLAGS[model]} {name}: {shown}"
                 action.recipe_note = getattr(action, "recipe_note", "") + note  # read by HelpFormatter
     return parser
+
+
+def _add_corpus_flags(parser):
+    """The text a text model trains on."""
+    parser.add_argument("--corpus", default="auto",
+                        help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
+                             "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
+                             "text file; auto: shakespeare if it can be had, else pydoc")
 
 
 def _add_optimizer_flags(parser):
@@ -356,7 +391,7 @@ def _add_schedule_flags(parser):
 def parse_args(argv):
     """Parses and checks argv; raises UsageError with a message the user can act on."""
     args = build_parser().parse_args(argv)
-    if args.model == "lstm":
+    if args.model in TEXT_MODELS:
         check_one_per_line(args)
         args.recipe = args.corpus if recipe_of(vars(args)) else None
     typed = explicit_flags(argv)
@@ -399,7 +434,7 @@ def parse_args(argv):
         args.lr_decay_epochs = args.epochs
     if args.lr_decay_epochs is not None:
         _require_at_least(args, "lr_decay_epochs", 1)
-    if args.model in ("vae", "lstm"):
+    if args.model in ("vae", *TEXT_MODELS):
         if not 0 <= args.weight_decay < 1:
             raise UsageError(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.model == "vae":
@@ -410,6 +445,15 @@ def parse_args(argv):
     if args.model == "lstm":
         for name in ("seq_len", "embedding_dim", "units", "layers"):
             _require_at_least(args, name, 1)
+    if args.model == "transformer":
+        _require_at_least(args, "context", 2)
+        for name in ("d_model", "heads", "layers"):
+            _require_at_least(args, name, 1)
+        if args.d_model % args.heads:
+            raise UsageError(f"--heads {args.heads} does not divide --d-model {args.d_model}; each head takes "
+                             "an equal share of the width")
+        _require_at_least(args, "warmup_steps", 0)
+    if args.model in TEXT_MODELS:
         if not 0 <= args.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
         if not args.clip_norm >= 0:

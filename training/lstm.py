@@ -1,4 +1,5 @@
-"""Training the character-level LSTM: every character predicts the next one.
+"""Training the character-level text generators (the LSTM here; the Transformer reuses it): every character
+predicts the next one.
 
 A training sequence is seq_len + 1 consecutive characters; the model reads the first seq_len and is
 scored at every position on the character that follows (teacher forcing):
@@ -132,12 +133,15 @@ class LstmTask:
     """The text generator, its optimizer, the text pipelines and the per-replica steps."""
 
     name = "lstm"
+    length_flag = "seq_len"  # the setting that is the training sequence's length
+    curves_title = "LSTM training"
     metric_names = ("loss", "bits_per_char")
     metric_labels = {"bits_per_char": "bits/char"}
 
     def __init__(self, settings, data, strategy, mixed_precision=False):
         self.seed = settings["seed"]
-        self.seq_len = settings["seq_len"]
+        self.seq_len = settings[self.length_flag]
+        length_flag = "--" + self.length_flag.replace("_", "-")
         self.global_batch_size = settings["batch_size"]
         self.samples_per_step = self.global_batch_size * self.seq_len  # samples_per_sec counts characters
         self.vocabulary = data.vocabulary
@@ -152,8 +156,8 @@ class LstmTask:
             self.num_windows = len(self.document_starts)
         if self.num_windows < 1:
             raise ValueError(f"the corpus has {len(self.train_ids)} training characters, fewer than one training "
-                             f"sequence of --seq-len {self.seq_len} needs ({2 * self.seq_len}, as its start "
-                             "moves every epoch); use a longer text or a smaller --seq-len")
+                             f"sequence of {length_flag} {self.seq_len} needs ({2 * self.seq_len}, as its start "
+                             f"moves every epoch); use a longer text or a smaller {length_flag}")
         if len(self.held_out_ids) < 2:
             raise ValueError("the corpus is too short to hold out its last 10% (at least 2 characters); "
                              "use a longer text")
@@ -163,15 +167,28 @@ class LstmTask:
             raise ValueError(f"--batch-size {self.global_batch_size} is more than the {self.num_windows} "
                              f"training sequences of {self.seq_len} characters; use a smaller --batch-size")
         self.clip_norm = settings["clip_norm"]
-        # lstm_sequence is for CPUs (measured there, bench/); on a GPU, Keras' LSTM runs cuDNN's fused kernel.
-        self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
-        self.lstm_chains = settings.get("lstm_chains", lstm_models.SEQUENCE_CHAINS)
         with strategy.scope():
-            self.model = lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"],
-                                                          settings["units"], settings["layers"], settings["dropout"])
+            self.model = self.build_model(settings)
             self.optimizer = optimizers.build(settings, self.steps_per_epoch, mixed_precision)
             self.optimizer.build(self.model.trainable_variables)  # slots made in the strategy's scope
         self.sampler = None
+
+    def build_model(self, settings):
+        """The text generator of the settings: ids (batch, time) -> logits (batch, time, vocab)."""
+        # lstm_sequence is for CPUs (measured there, bench/); on a GPU, Keras' LSTM runs cuDNN's fused kernel.
+        self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
+        self.lstm_chains = settings.get("lstm_chains", lstm_models.SEQUENCE_CHAINS)
+        return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
+                                                settings["layers"], settings["dropout"])
+
+    def logits(self, ids, training=False):
+        """Next-character logits (batch, time, vocab) of ids (batch, time), as model(ids) gives them."""
+        return lstm_models.text_logits(self.model, ids, training=training, fused_lstm=self.fused_lstm,
+                                       chains=self.lstm_chains)
+
+    def make_sampler(self):
+        """The model's sampler (a models.sampling.Sampler)."""
+        return lstm_models.TextSampler(self.model)
 
     def checkpoint_items(self):
         return {"model": self.model, "optimizer": self.optimizer}
@@ -205,8 +222,7 @@ class LstmTask:
         """One optimizer step on this replica's sequences; the loss averages every position."""
         ids, targets = inputs
         with tf.GradientTape() as tape:
-            logits = lstm_models.text_logits(self.model, ids, training=True, fused_lstm=self.fused_lstm,
-                                             chains=self.lstm_chains)
+            logits = self.logits(ids, training=True)
             per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
             loss = loop.global_mean(per_sequence, self.global_batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -225,14 +241,14 @@ class LstmTask:
             # This replica's share of a last, short batch is empty (its size is known when traced); Keras'
             # LSTM cannot be traced on no rows, and they add nothing.
             return {"loss": tf.constant(0.0), "bits_per_char": tf.constant(0.0), "count": tf.constant(0.0)}
-        logits = lstm_models.text_logits(self.model, ids, fused_lstm=self.fused_lstm, chains=self.lstm_chains)
+        logits = self.logits(ids)
         nats = tf.reduce_sum(cross_entropy(targets, logits) * weights)
         return {"loss": nats, "bits_per_char": nats / math.log(2.0), "count": tf.reduce_sum(weights)}
 
     def sample(self, length, temperature, seed):
         """Text generated by the model as it is now, after the default prompt."""
         if self.sampler is None:
-            self.sampler = lstm_models.TextSampler(self.model)
+            self.sampler = self.make_sampler()
         prompt = default_prompt(self.vocabulary)
         ids = self.sampler.generate(self.vocabulary.encode(prompt), length, temperature, seed=seed)
         return prompt + self.vocabulary.decode(ids)
@@ -244,7 +260,7 @@ class LstmTask:
         text = self.sample(SAMPLE_LENGTH, SAMPLE_TEMPERATURE, seed=self.seed)
         with open(os.path.join(run_dir, "samples.txt"), "a", encoding="utf-8") as handle:
             handle.write(f"=== epoch {epoch}, temperature {SAMPLE_TEMPERATURE} ===\n{text}\n\n")
-        plot_curves(history, os.path.join(run_dir, run_files.FIGURES, "losses.png"))
+        plot_curves(history, os.path.join(run_dir, run_files.FIGURES, "losses.png"), self.curves_title)
         tf.summary.text("sample", text)
 
     def export(self, run_dir):
@@ -254,9 +270,9 @@ class LstmTask:
             self.model.save(partial)
 
 
-def plot_curves(history, path):
+def plot_curves(history, path, title="LSTM training"):
     """Loss (nats/char) and bits per character per epoch, train beside held-out."""
     panels = [("loss (nats per character)", ["loss", "test_loss"]),
               ("bits per character", ["bits_per_char", "test_bits_per_char"])]
     labels = {column: ("held-out" if column.startswith("test_") else "train") for _, pair in panels for column in pair}
-    figures.plot_curves(history, panels, path, title="LSTM training", labels=labels)
+    figures.plot_curves(history, panels, path, title=title, labels=labels)

@@ -95,13 +95,22 @@ def adam_class(settings):
 
 
 def learning_rate(settings, steps_per_epoch):
-    """--learning-rate, or with --lr-schedule cosine its decay to 0 over --lr-decay-epochs."""
-    if settings.get("lr_schedule", "constant") == "constant":  # runs recorded before the GAN had the flag
-        return settings["learning_rate"]
+    """--learning-rate, or with --lr-schedule cosine its decay to 0 over --lr-decay-epochs; with --warmup-steps
+    (the Transformer's) first a linear rise from 0 over that many steps."""
     # A function of the optimizer's step count, which checkpoints hold: a resumed run continues the
     # same curve. Past its end the rate stays at 0 (train longer with a larger --lr-decay-epochs).
-    return keras.optimizers.schedules.CosineDecay(settings["learning_rate"],
-                                                   decay_steps=settings["lr_decay_epochs"] * steps_per_epoch)
+    schedule = settings.get("lr_schedule", "constant")  # runs recorded before the GAN had the flag: constant
+    warmup_steps = settings.get("warmup_steps", 0)
+    if not warmup_steps:
+        if schedule == "constant":
+            return settings["learning_rate"]
+        return keras.optimizers.schedules.CosineDecay(settings["learning_rate"],
+                                                       decay_steps=settings["lr_decay_epochs"] * steps_per_epoch)
+    # Keras' CosineDecay warms up linearly from its initial rate (0) to warmup_target, then decays over
+    # decay_steps: to 0 by the end of --lr-decay-epochs, or (alpha 1: a cosine to 100%) not at all.
+    decay_steps = max(1, settings["lr_decay_epochs"] * steps_per_epoch - warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps, alpha=1.0 if schedule == "constant" else 0.0,
+                                                   warmup_target=settings["learning_rate"], warmup_steps=warmup_steps)
 
 
 def build(settings, steps_per_epoch, mixed_precision):

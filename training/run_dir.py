@@ -226,6 +226,9 @@ def load_exported_model(run_dir, config, name, vocabulary_size=None):
     """
     import keras  # deferred: the command line refuses bad input before TensorFlow starts
 
+    if config["settings"]["model"] == "transformer":
+        import models.transformer  # noqa: F401 - registers the layers of its own that its file names
+
     path = os.path.join(run_dir, name)
     try:
         model = keras.models.load_model(path, safe_mode=True)

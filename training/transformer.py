@@ -1,0 +1,32 @@
+"""Training the decoder-only Transformer: the LSTM's text task (windows, vocabulary, held-out split, steps,
+samples, export; training/lstm.py) with the Transformer as its model.
+
+A window of context + 1 characters is read at once; the causal mask lets position t see only 0 .. t, so
+every position is scored on the character after it, as in the LSTM:
+
+    window   T  h  e     c  a  t
+    inputs   T  h  e     c  a          each position attends to itself and the ones before it
+    targets  h  e     c  a  t
+"""
+
+from models import transformer as transformer_models
+from training.lstm import LstmTask
+
+
+class TransformerTask(LstmTask):
+    """LstmTask with the Transformer: its own model, logits and KV-cache sampler."""
+
+    name = "transformer"
+    length_flag = "context"
+    curves_title = "Transformer training"
+
+    def build_model(self, settings):
+        return transformer_models.build_transformer_lm(len(self.vocabulary), settings["context"], settings["d_model"],
+                                                       settings["heads"], settings["layers"], settings["dropout"],
+                                                       tied=settings["tied"])
+
+    def logits(self, ids, training=False):
+        return self.model(ids, training=training)
+
+    def make_sampler(self):
+        return transformer_models.TransformerSampler(self.model)
