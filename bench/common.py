@@ -321,12 +321,19 @@ def step_parser(model, doc, epochs):
     return parser
 
 
-def text_step_main(model, doc, measure, argv, steps_per_epoch):
-    """`python -m bench.<text model>_step`: --epochs, --steps-per-epoch, --length (characters to generate), --out."""
+def text_step_parser(model, doc, steps_per_epoch):
+    """The command line of `python -m bench.<text model>_step`: --epochs, --steps-per-epoch, --length
+    (characters to generate), --out."""
     parser = step_parser(model, doc, epochs=3)
     parser.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch,
                         help="training steps per measured epoch")
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
+    return parser
+
+
+def text_step_main(model, doc, measure, argv, steps_per_epoch):
+    """`python -m bench.<text model>_step`: parses its flags, measures, writes --out."""
+    parser = text_step_parser(model, doc, steps_per_epoch)
     args = parse_step_args(parser, argv, at_least_one=("epochs", "steps_per_epoch", "length"))
     return run_alone(model, measure, args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                      length=args.length)

@@ -24,7 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import FitRunner, compare_engines, text_step_main, time_to_quality  # noqa: E402
+from bench.common import (FitRunner, compare_engines, text_step_main, text_step_parser,  # noqa: E402
+                          time_to_quality)
 from datasets import text  # noqa: E402
 from models import lstm as lstm_models  # noqa: E402
 from training import distribute, optimizers  # noqa: E402
@@ -114,6 +115,10 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
             "layers": settings["layers"], "seq_len": seq_len, "batch_size": settings["batch_size"],
             "corpus": data.source, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "rows": rows,
             "ratio_to_keras_io_fit": ratio, "generation": generation, "time_to_quality": quality}
+
+
+def build_parser():
+    return text_step_parser("lstm", __doc__, steps_per_epoch=40)
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.common import compare_engines, text_step_main  # noqa: E402
+from bench.common import compare_engines, text_step_main, text_step_parser  # noqa: E402
 from bench.lstm_step import text_fit_runner  # noqa: E402
 from datasets import text  # noqa: E402
 from models import transformer as transformer_models  # noqa: E402
@@ -71,6 +71,10 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
             "batch_size": settings["batch_size"], "jit": settings["jit"], "corpus": data.source, "epochs": epochs,
             "steps_per_epoch": steps_per_epoch, "rows": rows, "ratio_to_keras_io_fit": ratio,
             "generation": generation}
+
+
+def build_parser():
+    return text_step_parser("transformer", __doc__, steps_per_epoch=30)
 
 
 def main(argv=None):

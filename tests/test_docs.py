@@ -146,7 +146,9 @@ def parse_bench_profile(argv):
 
 PARSERS = {"train.py": parse_train_flags, "evaluate.py": parse_with("evaluate"), "generate.py": parse_with("generate"),
            "reproduce.py": parse_reproduce, "bench": parse_with("bench.__main__"),
-           "bench.threads": parse_bench_threads, "bench.profile": parse_bench_profile}
+           "bench.threads": parse_bench_threads, "bench.profile": parse_bench_profile,
+           "bench.lstm_step": parse_with("bench.lstm_step"),
+           "bench.transformer_step": parse_with("bench.transformer_step")}
 
 
 @contextlib.contextmanager

@@ -363,14 +363,6 @@ def build_parser():
     return parser
 
 
-def _add_corpus_flags(parser):
-    """The text a text model trains on."""
-    parser.add_argument("--corpus", default="auto",
-                        help="shakespeare: tiny Shakespeare (downloaded once, verified); pydoc: Python's bundled "
-                             "documentation, offline; tang: 3,000 Tang poems in Chinese, offline; PATH: any UTF-8 "
-                             "text file; auto: shakespeare if it can be had, else pydoc")
-
-
 def _add_optimizer_flags(parser):
     """AdamW and its schedule (training/optimizers.py); each model sets its defaults."""
     parser.add_argument("--learning-rate", type=finite_float, help="peak learning rate of AdamW")
