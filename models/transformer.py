@@ -229,9 +229,6 @@ class TransformerSampler(WindowRecomputingSampler):
         self.blocks = blocks_of(model)
         self.token_embedding = model.get_layer("token_embedding")
         self.position_embedding = model.get_layer("position_embedding")
-        # One position's work is a few dozen small ops per layer; compiled with XLA they run as a few fused
-        # kernels instead of one dispatch each, which is what a character costs at these sizes.
-        self._one_position_compiled = tf.function(self._one_position, jit_compile=True)
 
     def _caches_of(self, window, rows):
         """read_window over window (1 or rows, filled) -> (logits (rows, vocab), caches padded to context slots)."""
@@ -251,7 +248,7 @@ class TransformerSampler(WindowRecomputingSampler):
         restart = filled >= self.context
         window, filled = self._slide(window, filled, ids)
         logits, caches = tf.cond(restart, lambda: self._caches_of(window[:, :self.keep], tf.shape(ids)[0]),
-                                 lambda: self._one_position_compiled(ids, filled - 1, caches))
+                                 lambda: self._one_position(ids, filled - 1, caches))
         return logits, (window, filled, caches)
 
     def _one_position(self, ids, position, caches):
