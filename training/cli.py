@@ -130,7 +130,7 @@ VAE_DEFAULTS = {"train_images": 50 * MNIST_5K_TRAIN, "batch_size": 64, "learning
                 "weight_decay": 0.05, "lr_schedule": "cosine"}
 LSTM_DEFAULTS = {"epochs": 20, "batch_size": 64, "learning_rate": 6e-3, "weight_decay": 0.0,
                  "lr_schedule": "cosine"}
-# The Transformer's: chosen by measurement on the 2-core CPU within 10 minutes of training (docs/transformer.md).
+# The Transformer's: chosen by measurement on the 2-core CPU within 10 minutes of training (docs/text.md).
 # Context 64 at batch 64 reached 2.08 held-out bits/char in 104 s of training where context 128 at batch 32 reached
 # 2.73 in 91 s (docs/transformer_search/results.jsonl); 24 epochs at ~20k characters/s fill about 8 of the 10 minutes.
 TRANSFORMER_DEFAULTS = {"epochs": 24, "batch_size": 64, "learning_rate": 2e-3, "weight_decay": 0.0,
