@@ -56,7 +56,7 @@ def resolve(argv):
                 if not isinstance(value, bool) and not 1 <= value <= MAX_COUNTS[name]:
                     raise cli.UsageError(f"{flag} must be in [1, {MAX_COUNTS[name]:,}], got {value}")
                 setattr(args, name, value)
-    one_per_line = model == "lstm" and config["data"].get("one_per_line", False)
+    one_per_line = model in cli.TEXT_MODELS and config["data"].get("one_per_line", False)
     if args.poems is not None and not one_per_line:
         raise cli.UsageError(f"--poems measures runs on one poem a line; {args.run_dir} holds a {model} run on "
                              f"{config['data']['source']}")

@@ -192,3 +192,28 @@ def test_the_tang_recipe_is_the_default_and_a_typed_flag_wins():
     typed = vars(parse_args(["lstm", "--corpus", "tang", "--units", "32"]))
     assert typed["units"] == 32 and typed["seq_len"] == recipe["seq_len"]
     assert vars(parse_args(["lstm", "--corpus", "pydoc"]))["recipe"] is None
+
+
+def test_every_poem_mode_works_for_the_transformer(quatrains, tmp_path, capsys):
+    """The poem modes are built on models/sampling.py, so a Transformer run (its KV-cache sampler, a window
+    shorter than a poem so the window slides) writes poems of the asked form and acrostic, and evaluate.py
+    measures them."""
+    import generate
+    from conftest import run_script
+    from evaluation.verse import is_form_valid
+
+    run_dir = tmp_path / "transformer"
+    train("transformer", "--corpus", quatrains, "--one-per-line", "--context", 16, "--d-model", 16, "--heads", 2,
+          "--layers", 1, "--batch-size", 16, "--epochs", 2, "--steps-per-epoch", 5, "--quiet", "--run-dir", run_dir)
+    for flags in (["--form", "5x8", "--poems", 4], ["--acrostic", "春夏秋冬", "--form", "5x4", "--poems", 3]):
+        result = run_in_process(generate.main, run_dir, *flags, "--seed", 3, capsys=capsys)
+        assert result.returncode == 0, result.stderr
+        poems = result.stdout.splitlines()
+        assert len(poems) == flags[-1] and all(is_form_valid(poem) for poem in poems), poems
+    assert all("".join(poem[start] for start in (0, 6, 12, 18)) == "春夏秋冬" for poem in poems)  # each clause's head
+    free = run_in_process(generate.main, run_dir, "--poems", 5, capsys=capsys)
+    assert free.returncode == 0 and len(free.stdout.splitlines()) == 5
+    result = run_script("evaluate.py", run_dir, "--poems", 20)
+    assert result.returncode == 0, result.stderr[-2000:]
+    verse = json.loads((run_dir / "metrics.json").read_text())["verse"]
+    assert verse["model"]["poems"] == 20 and (run_dir / "figures" / "attention.png").is_file()
