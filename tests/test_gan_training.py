@@ -4,11 +4,14 @@ import csv
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from conftest import (GAN_LEARNING_RATE, TINY_GAN, assert_equal_up_to_summation_order, model_weights, run_script,
                       train)
+from models import gan as gan_models
+from training.gan import standing_statistics
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -195,3 +198,24 @@ def test_mixed_precision_step_runs_and_stays_finite():
         assert samples.dtype == np.float32 and samples.min() >= 0 and samples.max() <= 1
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_standing_statistics_are_the_average_batch_statistics():
+    """The averaged generator's BatchNorm statistics: each layer's moving mean and variance become the
+    mean of its batch statistics over the given noise batches, measured with the generator's own weights."""
+    generator = gan_models.build_dcgan_generator(noise_dim=8)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(16, 8)).astype("float32") for _ in range(3)]
+    norms = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    first = norms[0]
+    inputs_of_first = keras.Model(generator.inputs, first.input)  # a Dense layer's output: no BatchNorm before it
+    expected_mean = np.mean([np.mean(inputs_of_first(noise), axis=0) for noise in batches], axis=0)
+    expected_variance = np.mean([np.var(inputs_of_first(noise), axis=0) for noise in batches], axis=0)
+    momenta = [norm.momentum for norm in norms]
+
+    standing_statistics(generator, batches)
+    np.testing.assert_allclose(first.moving_mean.numpy(), expected_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), expected_variance, rtol=1e-4, atol=1e-5)
+    assert [norm.momentum for norm in norms] == momenta  # training's momentum is put back
+    # Every layer's statistics moved away from their initial values (0 and 1).
+    assert all(np.abs(norm.moving_mean.numpy()).max() > 1e-3 for norm in norms)

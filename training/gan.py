@@ -23,6 +23,9 @@ GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch
 # (every epoch of a run of up to 50): redrawing them every epoch took a third of a 500-epoch run's time.
 FIGURES_PER_RUN = 50
 FIXED_NOISE_KEY = -1  # the grid's noise key; training steps use keys 0, 1, 2, ...
+# The averaged generator's BatchNorm statistics are measured on STANDING_BATCHES batches of noise keyed
+# -2, -3, ... (standing_statistics).
+STANDING_BATCHES, STANDING_BATCH_SIZE = 8, 256
 # RUN_DIR/snapshots/generator_epoch_NNN.weights.h5: the sampling generator's weights (the moving
 # average with --ema) at about SNAPSHOTS_PER_RUN evenly spaced epochs and the last, for
 # `evaluate.py --over-training`; the checkpoints keep only the last few epochs.
@@ -66,6 +69,27 @@ def list_snapshots(run_dir):
     epochs = [int(name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)]) for name in names
               if name.startswith(SNAPSHOT_PREFIX) and name.endswith(SNAPSHOT_SUFFIX)]
     return [(epoch, snapshot_path(run_dir, epoch)) for epoch in sorted(epochs)]
+
+
+def standing_statistics(generator, noise_batches):
+    """Sets each BatchNorm layer's moving mean and variance to the average of its batch statistics over
+    `noise_batches`, computed with the generator's own weights ("standing statistics", Brock et al. 2019).
+
+    The moving-average (--ema) weights are not the weights whose activations the trained moving
+    statistics followed, so the averaged generator needs statistics of its own. Calling it in training
+    mode on batch k with momentum (k - 1) / k makes each layer's moving value the running mean of the
+    batch values: moving <- moving (k - 1) / k + batch / k.
+    """
+    norms = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [norm.momentum for norm in norms]
+    try:
+        for k, noise in enumerate(noise_batches if norms else [], start=1):
+            for norm in norms:
+                norm.momentum = (k - 1) / k
+            generator(noise, training=True)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
 
 
 def binary_cross_entropy(labels, logits):
@@ -228,17 +252,21 @@ class GanTask:
         return {"g_loss": g_loss}
 
     def sampling_generator(self):
-        """The generator to sample and export: with --ema, a copy holding the moving-average weights."""
+        """The generator to sample and export: with --ema, a copy holding the moving-average weights and
+        BatchNorm statistics measured for them."""
         optimizer = getattr(self.g_optimizer, "inner_optimizer", self.g_optimizer)  # under loss scaling
         if not optimizer.use_ema:
             return self.generator
         if self.ema_generator is None:
             self.ema_generator = keras.models.clone_model(self.generator)
-        self.ema_generator.set_weights(self.generator.get_weights())  # BatchNorm statistics as trained
+        self.ema_generator.set_weights(self.generator.get_weights())
         # Keras' optimizer keeps the averages in the order of the variables it was built on.
         for variable, average in zip(self.ema_generator.trainable_variables,
                                      optimizer._model_variables_moving_average):
             variable.assign(average)
+        standing_statistics(self.ema_generator, [
+            pipeline.keyed_normal((STANDING_BATCH_SIZE, self.noise_dim), self.seed, FIXED_NOISE_KEY - 1 - k)
+            for k in range(STANDING_BATCHES)])
         return self.ema_generator
 
     def sample_grid(self):
