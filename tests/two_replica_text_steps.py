@@ -49,6 +49,8 @@ def train_three_steps(way, data):
                                               cross_device_ops=reduction)
     distribute.make_deterministic(settings["seed"])
     task = LstmTask(settings, data, strategy)
+    # This Keras passes both of the optimizers' checks: the fused update unless asked not to, clipping inside.
+    assert isinstance(task.optimizer, optimizers.FusedAdamW) == (way != "keras")
     assert optimizers.clips_summed_gradients(task.optimizer)
     if way == "step_clip":  # as with a Keras whose optimizer cannot clip the summed gradients
         with strategy.scope():

@@ -1,10 +1,10 @@
 """The optimizers: Adam (the GAN) and AdamW with an optional cosine learning-rate decay (the VAE and the
-text models), each updating its variables with TensorFlow's fused Adam kernel, the text models' clipping
-their gradients once these are summed over replicas.
+text models), each updating its variables with TensorFlow's fused Adam kernel; the text models' AdamW also
+clips (--clip-norm) the gradients it has summed over replicas.
 
 Both speed-ups override Keras internals (private names), which another Keras 3 may lack or use otherwise.
-Each is checked once per process, on a tiny variable, against Keras' own computation (fused_update_usable,
-summed_clipping_usable); where the check fails, one line says so and Keras' own path is used.
+Each is checked once per process, on tiny variables, against Keras' own computation (fused_update_usable,
+summed_clipping_usable); where a check fails, one line says why and Keras' own path is used.
 """
 
 import concurrent.futures
