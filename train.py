@@ -13,7 +13,7 @@ import sys
 # progress bar; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training import cli  # noqa: E402
+from training import cli, cpus  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 # Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
@@ -74,7 +74,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "steps_per_epoch": steps_per_epoch,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpus": cpus.usable_cpus(),
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
         "threads": threads,  # TensorFlow's intra-op and inter-op threads in effect (0: its default)
     }

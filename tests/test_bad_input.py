@@ -110,9 +110,9 @@ def test_auto_threads_give_the_mlp_models_half_the_cores_per_op_and_the_run_reco
                                                                                            tiny_lstm_run):
     """--intra-op-threads auto: the MLP GAN and VAE run each op on half the cores, the convolutional models and
     the LSTM keep TensorFlow's default (0); train.py's process runs with what its config.json records."""
-    from training import cli, run_dir
+    from training import cli, cpus, run_dir
 
-    half = max(1, os.cpu_count() // 2)
+    half = max(1, cpus.usable_cpus() // 2)
     for argv, expected in [(["gan"], half), (["vae"], half), (["gan", "--arch", "dcgan"], 0),
                            (["vae", "--arch", "conv"], 0), (["lstm"], 0), (["lstm", "--intra-op-threads", "1"], 1)]:
         assert cli.parse_args(argv).intra_op_threads == expected, argv

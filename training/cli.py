@@ -13,6 +13,7 @@ import sys
 
 from datasets import TEXT_MODELS  # noqa: F401 - the models that train on text, named for the commands
 from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
+from training import cpus
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so --help needs no TensorFlow
@@ -232,9 +233,10 @@ def auto_intra_op_threads(model, arch):
     """--intra-op-threads auto: half the cores per op for the MLP GAN and VAE, so two of their small ops run at
     once (on the 2-core CPU one thread each: the GAN 1.15x to 1.25x faster, the VAE 1.08x to 1.28x); 0,
     TensorFlow's default, for the convolutional models and the LSTM, whose ops use both cores well (0.92x
-    to 0.93x and 0.86x with one thread each). Measured with python -m bench.threads."""
+    to 0.93x and 0.86x with one thread each). Measured with python -m bench.threads. The cores are those
+    this process may use (taskset, a container's limits), not the machine's."""
     if model in ("gan", "vae") and arch == "mlp":
-        return max(1, (os.cpu_count() or 2) // 2)
+        return max(1, cpus.usable_cpus() // 2)
     return 0
 
 

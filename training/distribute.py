@@ -12,6 +12,8 @@ import platform
 import keras
 import tensorflow as tf
 
+from training import cpus
+
 
 class SetupError(Exception):
     """A device or strategy request this machine cannot honour."""
@@ -26,14 +28,14 @@ def configure_devices(cpu_replicas):
 
 
 def configure_threads(intra_op_threads):
-    """With intra_op_threads > 0, each op runs on that many threads and cpu_count // intra_op_threads ops
+    """With intra_op_threads > 0, each op runs on that many threads and usable_cpus // intra_op_threads ops
     (at least 2) run at once, so independent ops share the cores out instead of queueing for all of them;
     0 keeps TensorFlow's default. Must run before TensorFlow initialises; in a process where it already
     runs (a notebook, the tests) the settings stay as they are. Returns the settings in effect."""
     if intra_op_threads > 0:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(max(2, (os.cpu_count() or 2) // intra_op_threads))
+            tf.config.threading.set_inter_op_parallelism_threads(max(2, cpus.usable_cpus() // intra_op_threads))
         except RuntimeError:
             pass
     # 0 means TensorFlow's default: every core.
@@ -73,7 +75,7 @@ def choose_strategy(name, cpu_replicas):
 def describe_machine():
     """The machine and software a measurement was made with, and the date: for reproduce.py's and the
     bench's reports."""
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": cpus.usable_cpus(),
             "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__, "date": datetime.date.today().isoformat()}
 

@@ -139,7 +139,7 @@ class GanTask:
     def _adam(self, settings, mixed_precision, ema_momentum=0.0):
         # use_ema: Keras keeps an exponential moving average of the weights inside the optimizer.
         # D and G each take one step per training step, so both follow the same --lr-schedule.
-        optimizer = optimizers.adam_class(settings)[0](
+        optimizer = optimizers.adam_class(settings)(
             optimizers.learning_rate(settings, self.steps_per_epoch), beta_1=settings["beta_1"],
             use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99)
         # Under mixed_float16, scale the loss so small float16 gradients do not flush to zero.

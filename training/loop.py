@@ -129,7 +129,9 @@ def clip_by_global_norm(gradients, clip_norm, optimizer):
     """This replica's gradients scaled so that their sum over replicas has global norm <= clip_norm.
 
     The norm is that of the summed (global-batch) gradient, so N replicas clip exactly as one would;
-    under loss scaling it is measured on the unscaled values.
+    under loss scaling it is measured on the unscaled values. The gradients are summed here, then again by
+    the optimizer: the fallback for a Keras whose optimizer cannot clip them itself, once summed
+    (optimizers.ClipSummedGradients).
     """
     replica_context = tf.distribute.get_replica_context()
     total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)

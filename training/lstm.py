@@ -228,7 +228,9 @@ class LstmTask:
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
-        if self.clip_norm:
+        # The optimizer clips the gradients once it has summed them over replicas; where this Keras does not let
+        # it (optimizers.build said so), the step clips them here, which sums them over replicas once more.
+        if self.clip_norm and not optimizers.clips_summed_gradients(self.optimizer):
             gradients = loop.clip_by_global_norm(gradients, self.clip_norm, self.optimizer)
         loop.apply_gradients(self.optimizer, gradients, variables)
         return {"loss": loss, "bits_per_char": loss / math.log(2.0)}
