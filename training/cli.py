@@ -323,9 +323,9 @@ def build_parser():
     lstm.add_argument("--dropout", type=finite_float, default=0.0, help="dropout after each LSTM layer")
     lstm.add_argument("--fused-lstm", action=argparse.BooleanOptionalAction, default=True,
                       help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
-                           "(models/lstm.py: lstm_sequence; the same function as Keras' LSTM); on a GPU, "
+                           "(models/fused_lstm.py; the same function as Keras' LSTM); on a GPU, "
                            "Keras' LSTM runs cuDNN either way")
-    lstm.add_argument("--lstm-chains", type=int, default=4,  # models.lstm.SEQUENCE_CHAINS
+    lstm.add_argument("--lstm-chains", type=int, default=4,  # models.fused_lstm.SEQUENCE_CHAINS
                       help="with --fused-lstm, run the batch's sequences as this many groups, each with its own "
                            "loops, which TensorFlow runs concurrently on the CPU's cores (1: all in one)")
     lstm.add_argument("--clip-norm", type=finite_float, default=1.0,

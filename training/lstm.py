@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets.text import LINE_END, CorpusError, Vocabulary
+from models import fused_lstm
 from models import lstm as lstm_models
 from training import figures, loop, optimizers
 from training import run_dir as run_files
@@ -175,16 +176,17 @@ class LstmTask:
 
     def build_model(self, settings):
         """The text generator of the settings: ids (batch, time) -> logits (batch, time, vocab)."""
-        # lstm_sequence is for CPUs (measured there, bench/); on a GPU, Keras' LSTM runs cuDNN's fused kernel.
-        self.fused_lstm = settings.get("fused_lstm", True) and not tf.config.list_logical_devices("GPU")
-        self.lstm_chains = settings.get("lstm_chains", lstm_models.SEQUENCE_CHAINS)
+        # The same layers computed faster on a CPU (models/fused_lstm.py), unless --no-fused-lstm or a GPU.
+        self.use_fused_lstm = fused_lstm.use_fused_lstm(settings.get("fused_lstm", True))
+        self.lstm_chains = settings.get("lstm_chains", fused_lstm.SEQUENCE_CHAINS)
         return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
                                                 settings["layers"], settings["dropout"])
 
     def logits(self, ids, training=False):
         """Next-character logits (batch, time, vocab) of ids (batch, time), as model(ids) gives them."""
-        return lstm_models.text_logits(self.model, ids, training=training, fused_lstm=self.fused_lstm,
-                                       chains=self.lstm_chains)
+        if self.use_fused_lstm:
+            return fused_lstm.text_logits(self.model, ids, training=training, chains=self.lstm_chains)
+        return self.model(ids, training=training)
 
     def make_sampler(self):
         """The model's sampler (a models.sampling.Sampler)."""
