@@ -126,21 +126,11 @@ def resolve_poem_flags(args, config):
                                  f"{args.form} only {FORMS[args.form][1]} clauses")
 
 
-def text_sampler(config, model):
-    """The models.sampling.Sampler of a text run's model: the LSTM's state carried, or the Transformer's KV cache."""
-    if config["settings"]["model"] == "transformer":
-        from models.transformer import TransformerSampler
-
-        return TransformerSampler(model)
-    from models.lstm import TextSampler
-
-    return TextSampler(model)
-
-
 def generate_text(args, config):
     from datasets.text import CorpusError
     from models.poems import sample_poems
     from training.lstm import default_prompt, load_run_vocabulary
+    from training.task import task_class
 
     vocabulary = load_run_vocabulary(args.run_dir)
     prompt = default_prompt(vocabulary) if args.prompt is None else args.prompt
@@ -153,8 +143,9 @@ def generate_text(args, config):
             form_bias(vocabulary, args.form, args.acrostic or "")
         except PoemError as exc:
             raise cli.UsageError(exc) from None
-    sampler = text_sampler(config, run_files.load_exported_model(args.run_dir, config, "model.keras",
-                                                                 len(vocabulary)))
+    model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
+    # The run's task knows its model's sampler: the LSTM's state carried, or the Transformer's KV cache.
+    sampler = task_class(config["settings"]["model"]).make_sampler(model)
     if args.poems is not None:
         poems = sample_poems(sampler, vocabulary, args.poems, args.form, args.acrostic, args.temperature,
                              top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, max_length=args.length)

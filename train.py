@@ -4,7 +4,6 @@ A thin command line over training/: it checks the request, sets up devices and t
 tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
 """
 
-import importlib
 import os
 import platform
 import sys
@@ -15,10 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from training import cli  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
-
-# Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
-TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask",
-         "transformer": "training.transformer:TransformerTask"}
+from training.task import task_class  # noqa: E402 - each model's Task (training/task.py), which the Trainer runs
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 # --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused
@@ -102,8 +98,7 @@ def main(argv=None):
 
     import datasets
     from training import distribute, loop
-    module_name, class_name = TASKS[settings["model"]].split(":")
-    task_class = getattr(importlib.import_module(module_name), class_name)
+    task_type = task_class(settings["model"])
 
     try:
         threads = distribute.configure_threads(settings["intra_op_threads"])
@@ -132,7 +127,7 @@ def main(argv=None):
 
     distribute.make_deterministic(settings["seed"])
     try:
-        task = task_class(settings, data, strategy, mixed_precision=precision == "mixed_float16")
+        task = task_type(settings, data, strategy, mixed_precision=precision == "mixed_float16")
     except ValueError as exc:
         cli.fail(exc)
     except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
@@ -153,8 +148,7 @@ def main(argv=None):
     if settings["resume"]:
         # Restore before the run's files are rewritten, so a resume that is refused leaves the run as it was.
         try:
-            if hasattr(task, "check_resume"):
-                task.check_resume(run_dir)
+            task.check_resume(run_dir)
             run_files.read_history(run_dir)  # a damaged history.csv is refused now, not after an epoch
             completed, steps_done = trainer.restore()
         except (ValueError, OSError, loop.CheckpointError, run_files.RunDirError) as exc:

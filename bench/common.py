@@ -59,7 +59,7 @@ class TrainerRunner:
     def flops_per_sample(self):
         task = self.trainer.task
         step_flops = flops.step_flops(task.train_step, task.train_dataset(0).element_spec, self.loop_iterations)
-        return step_flops / getattr(task, "samples_per_step", task.global_batch_size)
+        return step_flops / task.samples_per_step
 
     def close(self):
         shutil.rmtree(self.run_dir, ignore_errors=True)

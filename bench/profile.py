@@ -19,11 +19,7 @@ import tensorflow as tf  # noqa: E402
 from bench.common import TrainerRunner  # noqa: E402
 import datasets  # noqa: E402
 from training import cli, distribute  # noqa: E402
-from training.gan import GanTask  # noqa: E402
-from training.lstm import LstmTask  # noqa: E402
-from training.vae import VaeTask  # noqa: E402
-
-TASKS = {"gan": GanTask, "vae": VaeTask, "lstm": LstmTask}
+from training.task import task_class  # noqa: E402
 
 
 def op_type_times(log_dir):
@@ -65,7 +61,7 @@ def main(argv=None):
         cli.fail(exc)
     log_dir = log_dir or os.path.join("outputs", "profile", model)
     distribute.make_deterministic(settings["seed"])
-    runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+    runner = TrainerRunner(lambda strategy: task_class(model)(settings, data, strategy), settings)
     runner.run_epoch()
     tf.profiler.experimental.start(log_dir)
     rate = runner.run_epoch()

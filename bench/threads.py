@@ -27,8 +27,8 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     in this process (whose threads are already set), trained by `engine`."""
     import datasets
     from bench.common import TrainerRunner
-    from bench.profile import TASKS
     from training import distribute
+    from training.task import task_class
 
     data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
@@ -45,7 +45,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
         else:
             runner = step_module.keras_io_runner(settings, data)
     else:
-        runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+        runner = TrainerRunner(lambda strategy: task_class(model)(settings, data, strategy), settings)
     runner.run_epoch()
     rates = [runner.run_epoch() for _ in range(epochs)]
     runner.close()
