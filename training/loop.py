@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import cli
+from training import commands
 from training import run_dir as run_files
 
 
@@ -289,7 +289,7 @@ class Trainer:
                 status.expect_partial()  # a mismatch is reported by the assertion below, not by TF's log at exit
                 status.assert_existing_objects_matched()
             except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (OpError, IndexError, ...)
-                reason = cli.one_line(exc)
+                reason = commands.one_line(exc)
                 # The failed attempt leaves TensorFlow holding checkpoint values it would warn about when
                 # the process exits, after our own message; that message already says what happened.
                 tf.get_logger().setLevel("ERROR")
