@@ -9,12 +9,13 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep TensorFlow's start-up quiet
 
-from training import cli  # noqa: E402
+from datasets import TEXT_MODELS  # noqa: E402
+from training import commands  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 # What a finished run of each model holds; a run without them is unfinished.
 EXPORTS = {"gan": ("generator.keras", "discriminator.keras"), "vae": ("encoder.keras", "decoder.keras"),
-           **{model: ("model.keras", "vocab.json") for model in cli.TEXT_MODELS}}
+           **{model: ("model.keras", "vocab.json") for model in TEXT_MODELS}}
 # Flags that measure one model only, and their defaults; their counts' upper bounds (memory, not taste).
 MAX_COUNTS = {"samples": 100_000, "iw_samples": 10_000, "poems": 10_000}
 DEFAULT_POEMS = 500  # evaluation.verse.DEFAULT_POEMS (not imported: flags are checked before TensorFlow loads)
@@ -23,7 +24,7 @@ MODEL_FLAGS = {"gan": {"samples": 1000, "over_training": False}, "vae": {"iw_sam
 
 
 def build_parser():
-    parser = cli.Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
+    parser = commands.Parser(prog="evaluate.py", description="Evaluate a run directory written by train.py.")
     parser.add_argument("run_dir", help="a run directory, e.g. outputs/gan/20260101-120000")
     parser.add_argument("--seed", type=int, default=0, help="seeds the samples drawn for the measures")
     parser.add_argument("--samples", type=int, default=None,
@@ -42,7 +43,7 @@ def build_parser():
 def resolve(argv):
     """(args with the model's defaults filled in, the run's config); raises UsageError or RunDirError."""
     args = build_parser().parse_args(argv)
-    cli.require_seed(args.seed)
+    commands.require_seed(args.seed)
     config = run_files.open_finished_run(args.run_dir, EXPORTS)
     run_files.require_writable(args.run_dir)  # metrics.json and figures are written into the run
     model = config["settings"]["model"]
@@ -50,25 +51,25 @@ def resolve(argv):
         for name, default in flags.items():
             flag = "--" + name.replace("_", "-")
             if other_model != model and getattr(args, name) is not None:
-                raise cli.UsageError(f"{flag} measures {other_model} runs; {args.run_dir} holds a {model} run")
+                raise commands.UsageError(f"{flag} measures {other_model} runs; {args.run_dir} holds a {model} run")
             if other_model == model:
                 value = default if getattr(args, name) is None else getattr(args, name)
                 if not isinstance(value, bool) and not 1 <= value <= MAX_COUNTS[name]:
-                    raise cli.UsageError(f"{flag} must be in [1, {MAX_COUNTS[name]:,}], got {value}")
+                    raise commands.UsageError(f"{flag} must be in [1, {MAX_COUNTS[name]:,}], got {value}")
                 setattr(args, name, value)
-    one_per_line = model in cli.TEXT_MODELS and config["data"].get("one_per_line", False)
+    one_per_line = model in TEXT_MODELS and config["data"].get("one_per_line", False)
     if args.poems is not None and not one_per_line:
-        raise cli.UsageError(f"--poems measures runs on one poem a line; {args.run_dir} holds a {model} run on "
+        raise commands.UsageError(f"--poems measures runs on one poem a line; {args.run_dir} holds a {model} run on "
                              f"{config['data']['source']}")
     if one_per_line:
         args.poems = DEFAULT_POEMS if args.poems is None else args.poems
         if not 1 <= args.poems <= MAX_COUNTS["poems"]:
-            raise cli.UsageError(f"--poems must be in [1, {MAX_COUNTS['poems']:,}], got {args.poems}")
+            raise commands.UsageError(f"--poems must be in [1, {MAX_COUNTS['poems']:,}], got {args.poems}")
     if model == "gan" and args.over_training:
         from training.gan import SNAPSHOTS, list_snapshots
 
         if not list_snapshots(args.run_dir):
-            raise cli.UsageError(f"--over-training: {args.run_dir} has no generator snapshots ({SNAPSHOTS}/), "
+            raise commands.UsageError(f"--over-training: {args.run_dir} has no generator snapshots ({SNAPSHOTS}/), "
                                  "which train.py writes since this version; train the run again to measure it")
     return args, config
 
@@ -116,8 +117,8 @@ def measure(args, config, data):
 def main(argv=None):
     try:
         args, config = resolve(sys.argv[1:] if argv is None else argv)
-    except (cli.UsageError, run_files.RunDirError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, run_files.RunDirError) as exc:
+        commands.fail(exc)
     settings = config["settings"]
     model = settings["model"]
     kinds = {"lstm": lambda: f"{settings['layers']} x LSTM {settings['units']}",
@@ -131,15 +132,15 @@ def main(argv=None):
     try:
         data = datasets.load_for(model, config["data"]["source"], config["data"].get("one_per_line", False))
     except datasets.DataError as exc:
-        cli.fail(exc)
+        commands.fail(exc)
     try:
         metrics = measure(args, config, data)
     except run_files.RunDirError as exc:  # an export or vocabulary that is damaged or another model's
-        cli.fail(exc)
+        commands.fail(exc)
     run_files.write_json(os.path.join(args.run_dir, "metrics.json"), metrics)
     print_metrics(metrics)
     written = ("evaluation_samples.txt", "evaluation_poems.txt") if "verse" in metrics else ("evaluation_samples.txt",)
-    extra = "".join(f", {os.path.join(args.run_dir, name)}" for name in written) if model in cli.TEXT_MODELS else ""
+    extra = "".join(f", {os.path.join(args.run_dir, name)}" for name in written) if model in TEXT_MODELS else ""
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}{extra} and figures in "
           f"{os.path.join(args.run_dir, run_files.FIGURES)}")
 

@@ -15,12 +15,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep TensorFlow's start-up quiet
 
 from models.poems import FORMS, FREE_POEM_MAX_LENGTH, PoemError, acrostic_form, form_bias  # noqa: E402 (numpy only)
-from training import cli  # noqa: E402
+from datasets import TEXT_MODELS  # noqa: E402
+from training import commands  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 TEXT_EXPORTS = ("model.keras", "vocab.json")
-EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), **{model: TEXT_EXPORTS for model in cli.TEXT_MODELS}}
-TEXT_RUNS = " and ".join(cli.TEXT_MODELS)
+EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), **{model: TEXT_EXPORTS for model in TEXT_MODELS}}
+TEXT_RUNS = " and ".join(TEXT_MODELS)
 TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p", "poems", "form", "acrostic")
 POEM_FLAGS = ("poems", "form", "acrostic")  # for runs on one poem (document) a line
 IMAGE_FLAGS = ("n", "out")
@@ -30,16 +31,16 @@ MAX_POEMS = 10_000
 
 
 def build_parser():
-    parser = cli.Parser(prog="generate.py", description="Generate text or digits from a run written by train.py.")
+    parser = commands.Parser(prog="generate.py", description="Generate text or digits from a run written by train.py.")
     parser.add_argument("run_dir", help="a finished run directory")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same output")
     parser.add_argument("--prompt", default=None, help="text: the text to continue (default: a newline)")
     parser.add_argument("--length", type=int, default=None, help="text: characters to generate (default 500)")
-    parser.add_argument("--temperature", type=cli.finite_float, default=None,
+    parser.add_argument("--temperature", type=commands.finite_float, default=None,
                         help="text: divides the logits; below 1 is more conservative, above 1 more varied (default 1)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="text: sample only among the k most likely characters (default: all)")
-    parser.add_argument("--top-p", type=cli.finite_float, default=None,
+    parser.add_argument("--top-p", type=commands.finite_float, default=None,
                         help="text: nucleus sampling, only among the most likely characters whose probabilities "
                              "add up to p (default 1: all)")
     parser.add_argument("--poems", type=int, default=None,
@@ -60,42 +61,43 @@ def build_parser():
 def resolve(argv):
     """(args with the model's defaults filled in, the run's config); raises UsageError or RunDirError."""
     args = build_parser().parse_args(argv)
-    cli.require_seed(args.seed)
+    commands.require_seed(args.seed)
     config = run_files.open_finished_run(args.run_dir, EXPORTS)
     model = config["settings"]["model"]
-    text_run = model in cli.TEXT_MODELS
+    text_run = model in TEXT_MODELS
     own, other = (TEXT_FLAGS, IMAGE_FLAGS) if text_run else (IMAGE_FLAGS, TEXT_FLAGS)
     for name in other:
         if getattr(args, name) is not None:
             kind = "gan and vae" if text_run else TEXT_RUNS
-            raise cli.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; {args.run_dir} holds a {model} run")
+            raise commands.UsageError(f"--{name.replace('_', '-')} is for {kind} runs; "
+                                      f"{args.run_dir} holds a {model} run")
     if text_run:
         resolve_poem_flags(args, config)
         args.length = (500 if args.poems is None else FREE_POEM_MAX_LENGTH) if args.length is None else args.length
         args.temperature = 1.0 if args.temperature is None else args.temperature
         if not 0 <= args.length <= MAX_LENGTH:
-            raise cli.UsageError(f"--length must be in [0, {MAX_LENGTH:,}], got {args.length}")
+            raise commands.UsageError(f"--length must be in [0, {MAX_LENGTH:,}], got {args.length}")
         if args.poems is not None and args.length < 1:
-            raise cli.UsageError(f"--length caps each poem's characters; give 1 or more, got {args.length}")
+            raise commands.UsageError(f"--length caps each poem's characters; give 1 or more, got {args.length}")
         if not args.temperature > 0:
-            raise cli.UsageError(f"--temperature must be above 0, got {args.temperature}")
+            raise commands.UsageError(f"--temperature must be above 0, got {args.temperature}")
         if args.top_k is not None and args.top_k < 1:
-            raise cli.UsageError(f"--top-k must be 1 or more, got {args.top_k}")
+            raise commands.UsageError(f"--top-k must be 1 or more, got {args.top_k}")
         args.top_p = 1.0 if args.top_p is None else args.top_p
         if not 0 < args.top_p <= 1:
-            raise cli.UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+            raise commands.UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
         if args.prompt == "":
-            raise cli.UsageError("--prompt is empty; give at least one character (or leave it out)")
+            raise commands.UsageError("--prompt is empty; give at least one character (or leave it out)")
     else:
         args.n = 64 if args.n is None else args.n
         if not 1 <= args.n <= MAX_DIGITS:
-            raise cli.UsageError(f"--n must be in [1, {MAX_DIGITS:,}], got {args.n}")
+            raise commands.UsageError(f"--n must be in [1, {MAX_DIGITS:,}], got {args.n}")
         args.out = args.out or os.path.join(args.run_dir, "generated.png")
         if not args.out.lower().endswith(".png"):
-            raise cli.UsageError(f"--out {args.out} must name a .png file")
+            raise commands.UsageError(f"--out {args.out} must name a .png file")
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
-            raise cli.UsageError(f"--out {args.out}: the folder {folder} does not exist")
+            raise commands.UsageError(f"--out {args.out}: the folder {folder} does not exist")
     return args, config
 
 
@@ -106,55 +108,46 @@ def resolve_poem_flags(args, config):
         return
     flag = "--" + asked[0]
     if not config["data"].get("one_per_line"):
-        raise cli.UsageError(f"{flag} is for runs on one poem (document) a line; {args.run_dir} was trained on "
+        raise commands.UsageError(f"{flag} is for runs on one poem (document) a line; {args.run_dir} was trained on "
                              f"running text ({config['data']['source']}); train with --corpus tang or "
                              "--corpus PATH --one-per-line")
     if args.prompt is not None:
-        raise cli.UsageError(f"--prompt continues a text; {flag} starts every poem at a line start")
+        raise commands.UsageError(f"--prompt continues a text; {flag} starts every poem at a line start")
     args.poems = 1 if args.poems is None else args.poems
     if not 1 <= args.poems <= MAX_POEMS:
-        raise cli.UsageError(f"--poems must be in [1, {MAX_POEMS:,}], got {args.poems}")
+        raise commands.UsageError(f"--poems must be in [1, {MAX_POEMS:,}], got {args.poems}")
     if args.acrostic is not None:
         if not args.acrostic:
-            raise cli.UsageError("--acrostic is empty; give the characters the clauses start with")
+            raise commands.UsageError("--acrostic is empty; give the characters the clauses start with")
         try:
             args.form = args.form or acrostic_form(args.acrostic)
         except PoemError as exc:
-            raise cli.UsageError(exc) from None
+            raise commands.UsageError(exc) from None
         if len(args.acrostic) > FORMS[args.form][1]:
-            raise cli.UsageError(f"--acrostic {args.acrostic} has {len(args.acrostic)} characters and --form "
+            raise commands.UsageError(f"--acrostic {args.acrostic} has {len(args.acrostic)} characters and --form "
                                  f"{args.form} only {FORMS[args.form][1]} clauses")
-
-
-def text_sampler(config, model):
-    """The models.sampling.Sampler of a text run's model: the LSTM's state carried, or the Transformer's KV cache."""
-    if config["settings"]["model"] == "transformer":
-        from models.transformer import TransformerSampler
-
-        return TransformerSampler(model)
-    from models.lstm import TextSampler
-
-    return TextSampler(model)
 
 
 def generate_text(args, config):
     from datasets.text import CorpusError
     from models.poems import sample_poems
     from training.lstm import default_prompt, load_run_vocabulary
+    from training.task import task_class
 
     vocabulary = load_run_vocabulary(args.run_dir)
     prompt = default_prompt(vocabulary) if args.prompt is None else args.prompt
     try:
         prompt_ids = vocabulary.encode(prompt)
     except CorpusError as exc:
-        raise cli.UsageError(f"--prompt has {exc}") from None
+        raise commands.UsageError(f"--prompt has {exc}") from None
     if args.form:
         try:  # an acrostic the vocabulary cannot write is refused before the model loads
             form_bias(vocabulary, args.form, args.acrostic or "")
         except PoemError as exc:
-            raise cli.UsageError(exc) from None
-    sampler = text_sampler(config, run_files.load_exported_model(args.run_dir, config, "model.keras",
-                                                                 len(vocabulary)))
+            raise commands.UsageError(exc) from None
+    model = run_files.load_exported_model(args.run_dir, config, "model.keras", len(vocabulary))
+    # The run's task knows its model's sampler: the LSTM's state carried, or the Transformer's KV cache.
+    sampler = task_class(config["settings"]["model"]).make_sampler(model)
     if args.poems is not None:
         poems = sample_poems(sampler, vocabulary, args.poems, args.form, args.acrostic, args.temperature,
                              top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, max_length=args.length)
@@ -183,19 +176,19 @@ def generate_images(args, config):
 def main(argv=None):
     try:
         args, config = resolve(sys.argv[1:] if argv is None else argv)
-    except (cli.UsageError, run_files.RunDirError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, run_files.RunDirError) as exc:
+        commands.fail(exc)
     model = config["settings"]["model"]
     try:
-        if model in cli.TEXT_MODELS:
+        if model in TEXT_MODELS:
             text = generate_text(args, config)
         else:
             generate_images(args, config)
-    except (cli.UsageError, run_files.RunDirError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, run_files.RunDirError) as exc:
+        commands.fail(exc)
     except OSError as exc:
-        cli.fail(f"cannot write {args.out}: {exc.strerror or exc}")
-    if model in cli.TEXT_MODELS:
+        commands.fail(f"cannot write {args.out}: {exc.strerror or exc}")
+    if model in TEXT_MODELS:
         sys.stdout.write(text + "\n")
     else:
         print(f"wrote {args.n} new digits from the {model} run to {args.out}")

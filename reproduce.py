@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from training import cli  # no TensorFlow: a mistyped command is refused at once
+from training import commands  # no TensorFlow: a mistyped command is refused at once
 from training import run_dir as run_files
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -105,7 +105,7 @@ DEFAULT_JOBS, QUICK_JOBS = 1, 2
 
 
 def build_parser():
-    parser = cli.Parser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
+    parser = commands.Parser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny runs and sample counts: checks the pipeline end to end in a few minutes")
     parser.add_argument("--out", default=None,
@@ -128,21 +128,21 @@ def resolve(argv):
     args.only = [group.strip() for group in args.only.split(",") if group.strip()]
     unknown = [group for group in args.only if group not in GROUPS]
     if unknown or not args.only:
-        cli.fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
+        commands.fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
     if args.quick and args.out is None:
-        cli.fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
+        commands.fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
     out = os.path.abspath(args.out or DOCS)
     if args.quick and os.path.commonpath([out, DOCS]) == DOCS:
-        cli.fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
+        commands.fail(f"--quick --out {args.out} is inside docs/; choose a directory outside the committed figures")
     if os.path.exists(out) and not os.path.isdir(out):
-        cli.fail(f"--out {args.out} is a file, not a directory")
+        commands.fail(f"--out {args.out} is a file, not a directory")
     if args.tables_only and not os.path.isfile(os.path.join(out, "results.json")):
-        cli.fail(f"--tables-only: {os.path.join(args.out or 'docs', 'results.json')} does not exist; run the "
+        commands.fail(f"--tables-only: {os.path.join(args.out or 'docs', 'results.json')} does not exist; run the "
                  "experiments first")
     if args.jobs is None:
         args.jobs = QUICK_JOBS if args.quick else DEFAULT_JOBS
     if args.jobs < 1:
-        cli.fail(f"--jobs must be 1 or more, got {args.jobs}")
+        commands.fail(f"--jobs must be 1 or more, got {args.jobs}")
     args.out = out
     args.update_pages = out == DOCS and not args.quick  # the pages' tables, README and docs/*.md
     return args
@@ -173,7 +173,7 @@ def run(command, transcript, name):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     transcript.record(f"$ python {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
     if result.returncode != 0:
-        cli.fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
+        commands.fail(f"`python {' '.join(command)}` failed with status {result.returncode}:\n{result.stderr[-3000:]}")
     transcript.say(name, f"  done in {time.perf_counter() - started:.0f} s")
     return result.stdout
 

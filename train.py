@@ -4,7 +4,6 @@ A thin command line over training/: it checks the request, sets up devices and t
 tf.distribute strategy, loads the data, and hands a model's task to the shared Trainer.
 """
 
-import importlib
 import os
 import platform
 import sys
@@ -13,12 +12,9 @@ import sys
 # progress bar; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training import cli, cpus  # noqa: E402
+from training import cli, commands, cpus  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
-
-# Each model's task: its models, optimizers, input pipeline and train step (the Trainer runs any of them).
-TASKS = {"gan": "training.gan:GanTask", "vae": "training.vae:VaeTask", "lstm": "training.lstm:LstmTask",
-         "transformer": "training.transformer:TransformerTask"}
+from training.task import task_class  # noqa: E402 - each model's Task (training/task.py), which the Trainer runs
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 # --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused
@@ -41,14 +37,14 @@ def resolve_settings(argv):
     config = run_files.read_run_config(args.run_dir)
     recorded = config["settings"]
     if recorded["model"] != args.model:
-        raise cli.UsageError(f"{args.run_dir} holds a {recorded['model']} run, not a {args.model} run")
+        raise commands.UsageError(f"{args.run_dir} holds a {recorded['model']} run, not a {args.model} run")
     typed = cli.explicit_flags(argv)
     for name, value in recorded.items():
         if name in typed and name in CHANGEABLE_ON_RESUME:
             continue
         if name in typed and settings.get(name) != value:
             flag = "--" + name.replace("_", "-")
-            raise cli.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
+            raise commands.UsageError(f"{flag} {settings.get(name)} differs from the run's {value}; "
                                  "a resumed run keeps its settings")
         settings[name] = value
     # Load the source the run actually used, even if `--data auto` would now find another.
@@ -94,16 +90,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         settings, data_source, previous_config = resolve_settings(argv)
-    except (cli.UsageError, run_files.RunDirError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, run_files.RunDirError) as exc:
+        commands.fail(exc)
 
     # Only now import TensorFlow: a mistyped command is refused without waiting for it.
     import tensorflow as tf
 
     import datasets
     from training import distribute, loop
-    module_name, class_name = TASKS[settings["model"]].split(":")
-    task_class = getattr(importlib.import_module(module_name), class_name)
+    task_type = task_class(settings["model"])
 
     try:
         threads = distribute.configure_threads(settings["intra_op_threads"])
@@ -114,15 +109,15 @@ def main(argv=None):
         if settings["jit"] and replicas > 1:
             # On split CPU devices XLA compiles for the one physical CPU and cannot reach the other
             # replicas' variables; on several GPUs Keras itself turns XLA off under tf.distribute.
-            raise cli.UsageError(f"--jit runs on one replica only, and this run has {replicas}; "
+            raise commands.UsageError(f"--jit runs on one replica only, and this run has {replicas}; "
                                  "drop --jit, or train on one device")
         if settings["batch_size"] % replicas:
-            raise cli.UsageError(
+            raise commands.UsageError(
                 f"--batch-size {settings['batch_size']} does not divide over {replicas} replicas; "
                 f"use a multiple of {replicas}")
         data = datasets.load_for(settings["model"], data_source, settings.get("one_per_line", False))
-    except (cli.UsageError, distribute.SetupError, datasets.DataError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, distribute.SetupError, datasets.DataError) as exc:
+        commands.fail(exc)
     print(f"data: {data.description}")
     cli.settle_run_length(settings, data)  # a new image run's epochs from its --train-images budget
     if settings.get("lr_schedule") == "cosine" and settings["epochs"] > settings["lr_decay_epochs"]:
@@ -132,11 +127,11 @@ def main(argv=None):
 
     distribute.make_deterministic(settings["seed"])
     try:
-        task = task_class(settings, data, strategy, mixed_precision=precision == "mixed_float16")
+        task = task_type(settings, data, strategy, mixed_precision=precision == "mixed_float16")
     except ValueError as exc:
-        cli.fail(exc)
+        commands.fail(exc)
     except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
-        cli.fail(f"the model does not fit in memory ({cli.one_line(exc)}); use smaller layers")
+        commands.fail(f"the model does not fit in memory ({commands.one_line(exc)}); use smaller layers")
     run_dir = settings["run_dir"]
     chief = distribute.is_chief(strategy)
     if chief:
@@ -145,7 +140,7 @@ def main(argv=None):
         try:
             run_files.prepare(run_dir, settings["overwrite"])
         except OSError as exc:
-            cli.fail(f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
+            commands.fail(f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
     trainer = loop.Trainer(task, strategy, run_dir, keep_checkpoints=settings["keep_checkpoints"],
                            jit=settings["jit"], verbose=not settings["quiet"], chief=chief,
                            steps_per_execution=settings["steps_per_execution"])
@@ -153,14 +148,13 @@ def main(argv=None):
     if settings["resume"]:
         # Restore before the run's files are rewritten, so a resume that is refused leaves the run as it was.
         try:
-            if hasattr(task, "check_resume"):
-                task.check_resume(run_dir)
+            task.check_resume(run_dir)
             run_files.read_history(run_dir)  # a damaged history.csv is refused now, not after an epoch
             completed, steps_done = trainer.restore()
         except (ValueError, OSError, loop.CheckpointError, run_files.RunDirError) as exc:
-            cli.fail(exc)
+            commands.fail(exc)
         if completed >= settings["epochs"]:
-            cli.fail(f"the run in {run_dir} has already trained {completed} epochs; "
+            commands.fail(f"the run in {run_dir} has already trained {completed} epochs; "
                      f"pass --epochs above {completed} to train on")
         print(f"resuming {run_dir} after epoch {completed}" + (f", step {steps_done}" if steps_done else ""))
     if chief:
@@ -173,9 +167,9 @@ def main(argv=None):
     try:
         history = trainer.fit(settings["epochs"])
     except loop.NonFiniteLoss as exc:
-        cli.fail(exc)
+        commands.fail(exc)
     except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
-        cli.fail(f"a training step does not fit in memory ({cli.one_line(exc)}); "
+        commands.fail(f"a training step does not fit in memory ({commands.one_line(exc)}); "
                  "use a smaller --batch-size or smaller layers")
     except loop.Interrupted as exc:
         # Not an error of the command: the run is whole and continues with --resume.

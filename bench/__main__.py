@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # model.predict logs harmless C++ errors
 
-from training import cli  # noqa: E402
+from training import commands  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 
 DEFAULT_OUT = os.path.join("outputs", "bench", "bench.json")
@@ -32,7 +32,7 @@ QUICK = {"epochs": {"gan": 2, "vae": 2, "lstm": 2, "transformer": 2}, "lstm_step
 
 
 def build_parser():
-    parser = cli.Parser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser = commands.Parser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="fewer measured epochs and no extra runners: a couple of minutes on a 2-core CPU")
     parser.add_argument("--out", default=DEFAULT_OUT,
@@ -43,11 +43,11 @@ def build_parser():
 def resolve(argv):
     args = build_parser().parse_or_exit(argv)
     if not args.out.endswith(".json"):
-        cli.fail(f"--out {args.out}: give a .json file name (the markdown table goes beside it as .md)")
+        commands.fail(f"--out {args.out}: give a .json file name (the markdown table goes beside it as .md)")
     try:
         run_files.prepare_output_file(args.out)
     except run_files.RunDirError as exc:
-        cli.fail(f"--out {args.out} {exc}")
+        commands.fail(f"--out {args.out} {exc}")
     return args
 
 

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from bench import flops
-from training import cli, distribute, loop
+from training import cli, commands, distribute, loop
 from training import run_dir as run_files
 
 
@@ -59,7 +59,7 @@ class TrainerRunner:
     def flops_per_sample(self):
         task = self.trainer.task
         step_flops = flops.step_flops(task.train_step, task.train_dataset(0).element_spec, self.loop_iterations)
-        return step_flops / getattr(task, "samples_per_step", task.global_batch_size)
+        return step_flops / task.samples_per_step
 
     def close(self):
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -314,7 +314,7 @@ def run_alone(name, measure, out, **measure_args):
 
 def step_parser(model, doc, epochs):
     """The command line of `python -m bench.<model>_step`: --epochs and --out; each adds its own."""
-    parser = cli.Parser(prog=f"python -m bench.{model}_step", description=" ".join(doc.split("\n\n")[0].split()))
+    parser = commands.Parser(prog=f"python -m bench.{model}_step", description=" ".join(doc.split("\n\n")[0].split()))
     parser.add_argument("--epochs", type=int, default=epochs,
                         help=f"measured epochs per runner, after a warm-up (default: {epochs})")
     parser.add_argument("--out", help="also write the results as JSON here")
@@ -344,10 +344,10 @@ def parse_step_args(parser, argv, at_least_one=("epochs",)):
     args = parser.parse_or_exit(argv)
     for name in at_least_one:
         if getattr(args, name) < 1:
-            cli.fail(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+            commands.fail(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
     if args.out:
         try:
             run_files.prepare_output_file(args.out)
         except run_files.RunDirError as exc:
-            cli.fail(f"--out {args.out} {exc}")
+            commands.fail(f"--out {args.out} {exc}")
     return args

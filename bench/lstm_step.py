@@ -7,7 +7,7 @@ Training, same model (train.py's defaults), data, batch, optimizer and clipping 
 counted FLOPs per character are the same (ours skips the backward pass's matmul into the zero initial
 state) and only the engine differs:
   ours:     training.loop.Trainer on training.lstm.LstmTask: what `python train.py lstm` runs, its LSTM
-            layer as models.lstm.lstm_sequence on a CPU, its rows in 4 concurrent groups (rows
+            layer as models.fused_lstm.lstm_sequence on a CPU, its rows in 4 concurrent groups (rows
             --lstm-chains 1: in one; --no-fused-lstm: Keras' LSTM loop)
   keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets)
 Generation of --length characters after a one-character prompt, same trained weights:

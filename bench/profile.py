@@ -18,12 +18,8 @@ import tensorflow as tf  # noqa: E402
 
 from bench.common import TrainerRunner  # noqa: E402
 import datasets  # noqa: E402
-from training import cli, distribute  # noqa: E402
-from training.gan import GanTask  # noqa: E402
-from training.lstm import LstmTask  # noqa: E402
-from training.vae import VaeTask  # noqa: E402
-
-TASKS = {"gan": GanTask, "vae": VaeTask, "lstm": LstmTask}
+from training import cli, commands, distribute  # noqa: E402
+from training.task import task_class  # noqa: E402
 
 
 def op_type_times(log_dir):
@@ -50,22 +46,22 @@ def main(argv=None):
     if "--log-dir" in argv:
         index = argv.index("--log-dir")
         if index + 1 >= len(argv):
-            cli.fail("--log-dir needs a directory")
+            commands.fail("--log-dir needs a directory")
         log_dir = argv[index + 1]
         del argv[index:index + 2]
     if "--resume" in argv:
-        cli.fail("bench.profile trains a new run; drop --resume")
+        commands.fail("bench.profile trains a new run; drop --resume")
     try:
         settings = vars(cli.parse_args(argv))
         model = settings["model"]
         distribute.configure_threads(settings["intra_op_threads"])  # as train.py, before TensorFlow starts
         data = datasets.load_for(model, cli.requested_data(settings), settings.get("one_per_line", False))
         cli.settle_run_length(settings, data)
-    except (cli.UsageError, datasets.DataError) as exc:
-        cli.fail(exc)
+    except (commands.UsageError, datasets.DataError) as exc:
+        commands.fail(exc)
     log_dir = log_dir or os.path.join("outputs", "profile", model)
     distribute.make_deterministic(settings["seed"])
-    runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+    runner = TrainerRunner(lambda strategy: task_class(model)(settings, data, strategy), settings)
     runner.run_epoch()
     tf.profiler.experimental.start(log_dir)
     rate = runner.run_epoch()

@@ -17,7 +17,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from training import cli  # noqa: E402
+from training import cli, commands  # noqa: E402
 
 MODELS = ("gan", "vae", "lstm")
 
@@ -27,8 +27,8 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
     in this process (whose threads are already set), trained by `engine`."""
     import datasets
     from bench.common import TrainerRunner
-    from bench.profile import TASKS
     from training import distribute
+    from training.task import task_class
 
     data_flag = ["--corpus", "pydoc"] if model == "lstm" else ["--data", "mnist-5k"]
     settings = vars(cli.parse_args([model, *data_flag, *train_flags, "--intra-op-threads", str(intra_op_threads)]))
@@ -45,7 +45,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
         else:
             runner = step_module.keras_io_runner(settings, data)
     else:
-        runner = TrainerRunner(lambda strategy: TASKS[model](settings, data, strategy), settings)
+        runner = TrainerRunner(lambda strategy: task_class(model)(settings, data, strategy), settings)
     runner.run_epoch()
     rates = [runner.run_epoch() for _ in range(epochs)]
     runner.close()
@@ -53,7 +53,7 @@ def measure_one(model, intra_op_threads, epochs, train_flags=(), engine="ours"):
 
 
 def build_parser():
-    parser = cli.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
+    parser = commands.Parser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=MODELS)
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
                         help="--intra-op-threads settings to compare (0: TensorFlow's default)")
@@ -69,15 +69,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_or_exit(argv)
     if min(args.threads) < 0:
-        cli.fail(f"--threads must be 0 or more, got {min(args.threads)}")
+        commands.fail(f"--threads must be 0 or more, got {min(args.threads)}")
     for name in ("rounds", "epochs"):
         if getattr(args, name) < 1:
-            cli.fail(f"--{name} must be 1 or more, got {getattr(args, name)}")
+            commands.fail(f"--{name} must be 1 or more, got {getattr(args, name)}")
     try:
         train_flags = shlex.split(args.train_flags)
         cli.parse_args([args.model, *train_flags])
-    except (cli.UsageError, ValueError) as exc:
-        cli.fail(f"--train-flags: {exc}")
+    except (commands.UsageError, ValueError) as exc:
+        commands.fail(f"--train-flags: {exc}")
     from bench.common import call_with_threads  # TensorFlow, only once the command is known to be good
 
     rates = {threads: [] for threads in args.threads}

@@ -24,7 +24,7 @@ import scipy.linalg
 import scipy.special
 
 from datasets import mnist
-from training import cli, distribute
+from training import commands, distribute
 from training import run_dir as run_files
 from training.gan import to_model_range  # the classifier reads images as the GAN makes them, in [-1, 1]
 
@@ -100,7 +100,7 @@ def load_or_train(data, cache_dir=CACHE_DIR):
         try:
             return keras.models.load_model(stem + ".keras", safe_mode=True), run_files.read_json(stem + ".json")
         except Exception as exc:  # noqa: BLE001 - a damaged cache is only a cache: train the classifier again
-            print(f"warning: the cached classifier {stem}.keras cannot be loaded ({cli.one_line(exc)}); "
+            print(f"warning: the cached classifier {stem}.keras cannot be loaded ({commands.one_line(exc)}); "
                   "training it again", file=sys.stderr)
     print(f"training the digit classifier on {data.source}'s training split (once; cached in {cache_dir})")
     classifier, info = train_classifier(data)

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 
-from models.lstm import TextSampler
-from training import run_dir as run_files
 from datasets.text import LINE_END
 from evaluation import verse
+from training import run_dir as run_files
 from training.lstm import cross_entropy, held_out_examples, load_run_vocabulary, plot_curves, split_window
+from training.task import task_class
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 SAMPLE_LENGTH = 500
@@ -41,17 +41,17 @@ def load_text_run(run_dir, config):
 def evaluate(run_dir, config, data, seed, poems=verse.DEFAULT_POEMS):
     """Returns a metrics dict and writes samples.txt (three temperatures) and figures/losses.png."""
     vocabulary, model = load_text_run(run_dir, config)
-    return measure_text_model(run_dir, config, data, seed, vocabulary, model, TextSampler(model), "LSTM training",
-                              poems)
+    return measure_text_model(run_dir, config, data, seed, vocabulary, model, poems)
 
 
-def measure_text_model(run_dir, config, data, seed, vocabulary, model, sampler, curves_title,
-                       poems=verse.DEFAULT_POEMS):
-    """A text model's metrics dict, its samples (evaluation_samples.txt, sampled by `sampler`, a
-    models.sampling.Sampler) and its curves (figures/losses.png); on one poem a line, also
-    evaluation_poems.txt and the verse measures of `poems` poems from `sampler`."""
+def measure_text_model(run_dir, config, data, seed, vocabulary, model, poems=verse.DEFAULT_POEMS):
+    """A text model's metrics dict, its samples (evaluation_samples.txt, from its task's sampler) and its
+    curves (figures/losses.png); on one poem a line, also evaluation_poems.txt and the verse measures of
+    `poems` poems from that sampler."""
     settings = config["settings"]
-    seq_len = int(settings["context"] if "context" in settings else settings["seq_len"])  # the training window
+    task_type = task_class(settings["model"])  # the run's LstmTask or TransformerTask: its window, sampler, title
+    sampler = task_type.make_sampler(model)
+    seq_len = int(settings[task_type.length_flag])  # the training window
     line_end_id = vocabulary.ids[LINE_END] if data.one_per_line else None
     nats = held_out_nats_per_char(model, data.held_out_ids, seq_len, line_end_id)
     # Continue the first words of the held-out text: the model never trained on them.
@@ -62,7 +62,7 @@ def measure_text_model(run_dir, config, data, seed, vocabulary, model, sampler, 
         sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
     run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
     plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"),
-                curves_title)
+                task_type.curves_title)
     metrics = {
         "model": settings["model"],
         "corpus": data.source,

@@ -7,7 +7,7 @@ import numpy as np
 
 from evaluation.lstm import load_text_run, measure_text_model
 from evaluation.verse import DEFAULT_POEMS
-from models.transformer import TransformerSampler, context_of, read_window
+from models.transformer import context_of, read_window
 from training import figures
 from training import run_dir as run_files
 
@@ -18,8 +18,7 @@ def evaluate(run_dir, config, data, seed, poems=DEFAULT_POEMS):
     """Returns a metrics dict; writes samples, figures/losses.png and figures/attention.png (and on one poem a
     line, the poems' measures: evaluation/lstm.py)."""
     vocabulary, model = load_text_run(run_dir, config)
-    metrics = measure_text_model(run_dir, config, data, seed, vocabulary, model, TransformerSampler(model),
-                                 "Transformer training", poems)
+    metrics = measure_text_model(run_dir, config, data, seed, vocabulary, model, poems)
     ids = data.held_out_ids[:min(ATTENTION_CHARS, context_of(model))]
     plot_attention(model, vocabulary.decode(ids), ids, os.path.join(run_dir, run_files.FIGURES, "attention.png"))
     return metrics

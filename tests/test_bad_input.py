@@ -97,7 +97,7 @@ def test_on_resume_engine_flags_may_change_and_no_flags_count_as_typed(tiny_lstm
     """--no-fused-lstm only chooses how the same function is computed, so a resumed run takes it; --no-X of
     a setting of the run is typed like --X, and refused as a change."""
     import train
-    from training.cli import UsageError
+    from training.commands import UsageError
 
     settings, _, _ = train.resolve_settings(["lstm", "--resume", "--run-dir", str(tiny_lstm_run),
                                              "--no-fused-lstm", "--no-fused-optimizer"])

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO
 
-from training import cli
+from training import cli, commands
 
 DOC_FILES = ["README.md", "README.zh-CN.md", *sorted(os.path.relpath(path, REPO)
                                                      for path in glob.glob(os.path.join(REPO, "docs", "*.md")))]
@@ -174,9 +174,9 @@ def command_problem(env, argv):
     try:
         with environment(env), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
             PARSERS[script](flags)
-    except cli.UsageError as exc:
+    except commands.UsageError as exc:
         return str(exc)
-    except SystemExit as exc:  # --help exits 0; cli.fail exits 2 after an `error:` line
+    except SystemExit as exc:  # --help exits 0; commands.fail exits 2 after an `error:` line
         return (stderr.getvalue().strip().removeprefix("error: ") or "the parser exited") if exc.code else None
     return None
 

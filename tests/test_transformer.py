@@ -143,5 +143,5 @@ def test_mixed_precision_and_xla_steps_run_and_stay_finite():
     for task in text_tasks_under_mixed_precision_and_xla(TransformerTask, TINY_TRANSFORMER + ["--clip-norm", "0.5"]):
         # The KV cache under the policy too: float16 keys and values, float32 softmax and logits.
         ids = task.train_ids[:12]
-        np.testing.assert_allclose(task.make_sampler().next_char_logits(ids),
+        np.testing.assert_allclose(task.make_sampler(task.model).next_char_logits(ids),
                                    np.asarray(task.model(ids[np.newaxis]))[0, -1], rtol=2e-2, atol=2e-2)

@@ -1,6 +1,7 @@
 """The command line of train.py: shared flags, each model's own flags, and checks of their values.
 
-Nothing here imports TensorFlow, so a mistyped command is refused at once.
+Nothing here imports TensorFlow, so a mistyped command is refused at once. What every command shares (the
+Parser, UsageError, fail) is training/commands.py.
 """
 
 import argparse
@@ -8,12 +9,11 @@ import datetime
 import json
 import math
 import os
-import re
-import sys
 
-from datasets import TEXT_MODELS  # noqa: F401 - the models that train on text, named for the commands
+from datasets import TEXT_MODELS
 from datasets.mnist import SOURCES as DATA_SOURCES  # numpy only; Keras loads when data does
 from training import cpus
+from training.commands import Parser, UsageError, finite_float, require_seed
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 GAN_ARCHS = ("mlp", "dcgan")  # the keys of models.gan.BUILDERS, named here so --help needs no TensorFlow
@@ -32,41 +32,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, argparse.SUPPRESS) or not action.option_strings or "%(default)" in text:
             return text
         return f"{text} (default: %(default)s{getattr(action, 'recipe_note', '')})"
-
-
-class UsageError(Exception):
-    """A value the user can fix; reported as one `error:` line with exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, and takes no abbreviated flags."""
-
-    def __init__(self, *args, **kwargs):
-        # No abbreviations: `--batch 64` must not pass for --batch-size unnoticed (see explicit_flags).
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
-
-    def parse_or_exit(self, argv):
-        """parse_args, or one `error:` line and exit status 2 (for scripts with no checks of their own)."""
-        try:
-            return self.parse_args(argv)
-        except UsageError as exc:
-            fail(exc)
-
-
-def one_line(exc, limit=160):
-    """An exception's message as one short line, without TensorFlow's {{function_node ...}} prefix."""
-    text = re.sub(r"\{\{.*?\}\}\s*", "", " ".join(str(exc).split()))
-    return (text[:limit] + "...") if len(text) > limit else (text or type(exc).__name__)
-
-
-def fail(message):
-    """Prints `error: message` on stderr and exits with status 2 (no traceback)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _add_shared_flags(parser, model, image_data=True):
@@ -240,17 +205,6 @@ def auto_intra_op_threads(model, arch):
     return 0
 
 
-def finite_float(text):
-    """A float flag's value: a finite number (argparse's float would take nan and inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
 def positive_ints(text):
     """'512,256' -> [512, 256]: layer widths."""
     try:
@@ -325,9 +279,9 @@ def build_parser():
     lstm.add_argument("--dropout", type=finite_float, default=0.0, help="dropout after each LSTM layer")
     lstm.add_argument("--fused-lstm", action=argparse.BooleanOptionalAction, default=True,
                       help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
-                           "(models/lstm.py: lstm_sequence; the same function as Keras' LSTM); on a GPU, "
+                           "(models/fused_lstm.py; the same function as Keras' LSTM); on a GPU, "
                            "Keras' LSTM runs cuDNN either way")
-    lstm.add_argument("--lstm-chains", type=int, default=4,  # models.lstm.SEQUENCE_CHAINS
+    lstm.add_argument("--lstm-chains", type=int, default=4,  # models.fused_lstm.SEQUENCE_CHAINS
                       help="with --fused-lstm, run the batch's sequences as this many groups, each with its own "
                            "loops, which TensorFlow runs concurrently on the CPU's cores (1: all in one)")
     lstm.add_argument("--clip-norm", type=finite_float, default=1.0,
@@ -494,12 +448,6 @@ def explicit_flags(argv):
             if name.startswith("no_"):  # --no-X of an on/off flag types X
                 given.add(name[3:])
     return given
-
-
-def require_seed(seed):
-    """Seeds feed NumPy and TensorFlow's 32-bit seed slots; refuse what they cannot take."""
-    if not 0 <= seed < 2**32:
-        raise UsageError(f"--seed must be in [0, 2**32), got {seed}")
 
 
 def _require_at_least(args, name, minimum):

@@ -17,6 +17,7 @@ from datasets import pipeline
 from models import gan as gan_models
 from training import augment, figures, loop, optimizers
 from training import run_dir as run_files
+from training.task import Task
 
 GRID_SAMPLES = 100  # a 10 x 10 grid of samples from one fixed noise batch
 # The grid and the loss curves are drawn at the first epoch and about FIGURES_PER_RUN evenly spaced ones
@@ -97,7 +98,7 @@ def binary_cross_entropy(labels, logits):
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)[:, 0]
 
 
-class GanTask:
+class GanTask(Task):
     """The GAN's models, optimizers, input pipeline and per-replica train step."""
 
     name = "gan"

@@ -1,7 +1,7 @@
 """The distributed training loop every model shares.
 
-A task (training/gan.py, ...) owns its models, optimizers, input pipeline and per-replica
-train step; this loop owns everything else:
+A task (training/task.py: Task; training/gan.py, ...) owns its models, optimizers, input pipeline and
+per-replica train step; this loop owns everything else:
 
     for each epoch:                                 history.csv -> checkpoint -> figures
         for (global_step, batch) in the task's pipeline, split over replicas:
@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import cli
+from training import commands
 from training import run_dir as run_files
 
 
@@ -171,7 +171,8 @@ def make_held_out_pass(task, strategy):
     """A function measuring the task's held-out split: {name: mean over its examples}.
 
     `task.held_out_step` returns per-replica sums over its rows plus their "count"; sums add up over
-    replicas and batches whatever the split, so the means are those of one device.
+    replicas and batches whatever the split, so the means are those of one device. {} for a task with
+    no held-out split.
     """
     replica_step = task.held_out_step
 
@@ -182,8 +183,11 @@ def make_held_out_pass(task, strategy):
                 for name, value in per_replica.items()}
 
     def held_out_means():
+        dataset = task.held_out_dataset()
+        if dataset is None:
+            return {}
         totals = {}
-        for inputs in strategy.experimental_distribute_dataset(task.held_out_dataset()):
+        for inputs in strategy.experimental_distribute_dataset(dataset):
             for name, value in batch_sums(inputs).items():
                 totals[name] = totals.get(name, 0.0) + float(value)
         count = totals.pop("count")
@@ -255,8 +259,8 @@ class Trainer:
         checkpoint_dir = self.run_checkpoints if chief else tempfile.mkdtemp()
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints)
         self.run_steps = make_multi_step(task, strategy, jit, self.trackers)
-        # Tasks with a held-out split (VAE, LSTM) are measured on it after every epoch: test_* columns.
-        self.held_out_means = make_held_out_pass(task, strategy) if hasattr(task, "held_out_step") else None
+        # Tasks with a held-out split (VAE, text) are measured on it after every epoch: test_* columns.
+        self.held_out_means = make_held_out_pass(task, strategy)
         self.steps_per_execution = steps_per_execution
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         self.stop_agreed = make_stop_agreement(strategy) if multi_worker else (lambda requested: requested)
@@ -287,7 +291,7 @@ class Trainer:
                 status.expect_partial()  # a mismatch is reported by the assertion below, not by TF's log at exit
                 status.assert_existing_objects_matched()
             except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (OpError, IndexError, ...)
-                reason = cli.one_line(exc)
+                reason = commands.one_line(exc)
                 # The failed attempt leaves TensorFlow holding checkpoint values it would warn about when
                 # the process exits, after our own message; that message already says what happened.
                 tf.get_logger().setLevel("ERROR")
@@ -312,11 +316,10 @@ class Trainer:
         with StopRequests() as stop, self._temporary_checkpoints_removed():
             for epoch in range(int(self.epoch.numpy()), epochs):
                 means, epoch_seconds = self._run_epoch(epoch, epochs, stop)
-                if self.held_out_means is not None:
-                    means.update(self.held_out_means())
-                    if self.verbose:
-                        print("  held out: " + ", ".join(f"{name} {value:.4f}" for name, value in means.items()
-                                                         if name.startswith("test_")))
+                held_out = self.held_out_means()
+                means.update(held_out)
+                if held_out and self.verbose:
+                    print("  held out: " + ", ".join(f"{name} {value:.4f}" for name, value in held_out.items()))
                 wall_seconds += epoch_seconds
                 row = {"epoch": epoch + 1, **means, "epoch_seconds": round(epoch_seconds, 3),
                        "wall_seconds": round(wall_seconds, 3)}
@@ -360,18 +363,17 @@ class Trainer:
 
     def _interrupted(self, stop, where):
         """Raises Interrupted, saying where training stopped and how to continue."""
-        model = getattr(self.task, "name", "MODEL")
         cause = (signal.Signals(stop.signal_number).name if stop.signal_number is not None
                  else "another worker's stop request")
         raise Interrupted(f"{cause}: training stopped {where} and was checkpointed in {self.run_checkpoints}; "
-                          f"continue it with: python train.py {model} --resume --run-dir {self.run_dir}",
+                          f"continue it with: python train.py {self.task.name} --resume --run-dir {self.run_dir}",
                           stop.signal_number or signal.SIGTERM)
 
     def _run_epoch(self, epoch, epochs, stop):
         """Runs the rest of one epoch; returns (the metrics' epoch means plus samples_per_sec, seconds it took)."""
         steps = self.task.steps_per_epoch
-        # Samples per global step: images for the GAN and VAE, characters for the LSTM.
-        batch_size = getattr(self.task, "samples_per_step", self.task.global_batch_size)
+        # Samples per global step: images for the GAN and VAE, characters for the text models.
+        batch_size = self.task.samples_per_step
         done = int(self.step_in_epoch.numpy())  # > 0 when resuming a run interrupted inside this epoch
         dataset = self.task.train_dataset(epoch)
         if done:
@@ -382,7 +384,7 @@ class Trainer:
             for tracker in self.trackers.values():
                 tracker.reset_state()
         dataset = self.strategy.experimental_distribute_dataset(dataset)
-        labels = getattr(self.task, "metric_labels", {})
+        labels = self.task.metric_labels
         if self.verbose:
             print(f"Epoch {epoch + 1}/{epochs}" + (f" (resumed at step {done})" if done else ""), flush=True)
         progbar = keras.utils.Progbar(steps, verbose=1 if self.verbose else 0,

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import cli
+from training import commands
 
 
 class FusedAdamUpdate:
@@ -198,7 +198,7 @@ def fused_update_problem(fused_class):
             return f"Keras {keras.__version__}'s {reference.__name__} has no {missing[0]}"
         got = weights_after_check_steps(optimizer, variables)
     except Exception as exc:  # noqa: BLE001 - an internal that changed meaning fails in many ways
-        return f"{fused_class.__name__} fails with Keras {keras.__version__} ({cli.one_line(exc)})"
+        return f"{fused_class.__name__} fails with Keras {keras.__version__} ({commands.one_line(exc)})"
     difference = largest_difference(got, weights_after_check_steps(reference(**CHECK_SETTINGS)))
     if difference is not None:
         return (f"{fused_class.__name__} differs from Keras {keras.__version__}'s {reference.__name__} by up to "
@@ -216,7 +216,7 @@ def summed_clipping_problem(optimizer_class):
     try:
         got = weights_after_check_steps(clipping_summed_gradients(optimizer_class)(clip_norm=clip_norm, **settings))
     except Exception as exc:  # noqa: BLE001
-        return f"its clipping fails with Keras {keras.__version__} ({cli.one_line(exc)})"
+        return f"its clipping fails with Keras {keras.__version__} ({commands.one_line(exc)})"
     expected = weights_after_check_steps(optimizer_class(**settings),
                                          clip=lambda gradients: tf.clip_by_global_norm(gradients, clip_norm)[0])
     difference = largest_difference(got, expected)

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 
-from training import cli
+from training import commands
 
 # 2: checkpoints hold the step reached inside an epoch and the epoch's running means (a run resumes
 # from any step boundary). evaluate.py and generate.py read only the exports, the same in both formats.
@@ -233,8 +233,8 @@ def load_exported_model(run_dir, config, name, vocabulary_size=None):
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a truncated zip, a foreign file, a bad config: all fail here
-        raise RunDirError(f"{path} cannot be loaded ({cli.one_line(exc)}): it is damaged or is not a model train.py "
-                          "wrote; train the run again or restore the file") from exc
+        raise RunDirError(f"{path} cannot be loaded ({commands.one_line(exc)}): it is damaged or is not a model "
+                          "train.py wrote; train the run again or restore the file") from exc
     inputs, outputs = exported_shapes(config["settings"], vocabulary_size)[name]
     if _as_tuples(model.input_shape) != inputs or _as_tuples(model.output_shape) != outputs:
         raise RunDirError(f"{path} is not this run's {name[:-len('.keras')]}: it maps {model.input_shape} to "

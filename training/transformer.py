@@ -28,5 +28,6 @@ class TransformerTask(LstmTask):
     def logits(self, ids, training=False):
         return self.model(ids, training=training)
 
-    def make_sampler(self):
-        return transformer_models.TransformerSampler(self.model)
+    @staticmethod
+    def make_sampler(model):
+        return transformer_models.TransformerSampler(model)

@@ -18,6 +18,7 @@ from datasets import pipeline
 from models import vae as vae_models
 from training import figures, loop, optimizers
 from training import run_dir as run_files
+from training.task import Task
 
 GRID_SAMPLES = 100  # a 10 x 10 grid decoded from one fixed batch of prior samples, every epoch
 FIXED_LATENT_KEY = -1  # the grid's latent key; training steps use keys 0, 1, 2, ...
@@ -48,7 +49,7 @@ def gaussian_log_density(z, mean, log_var):
     return -0.5 * tf.reduce_sum(LOG_2PI + log_var + tf.square(z - mean) * tf.exp(-log_var), axis=-1)
 
 
-class VaeTask:
+class VaeTask(Task):
     """The VAE's encoder, decoder, optimizer, input pipelines and per-replica steps."""
 
     name = "vae"
