@@ -148,6 +148,7 @@ def text_tasks_under_mixed_precision_and_xla(task_class, flags):
 def model_weights(path):
     import keras
 
+    import models.transformer  # noqa: F401 - registers the Transformer's own layers, which its exports name
     return keras.models.load_model(path).get_weights()
 
 
