@@ -79,7 +79,8 @@ def print_metrics(metrics):
     table = {name: value for name, value in metrics.items() if name not in ("over_training", "verse")}
     width = max(map(len, table))
     for name, value in table.items():
-        value = ", ".join(map(str, value)) if isinstance(value, list) else value
+        if isinstance(value, list):  # a histogram, the FID floor's draws
+            value = ", ".join(f"{item:.4f}" if isinstance(item, float) else str(item) for item in value)
         print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
     if "verse" in metrics:
         from evaluation.verse import table as verse_table

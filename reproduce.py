@@ -8,6 +8,8 @@ the figures into docs/figures/, writes docs/results.json and rewrites the result
     python reproduce.py                   everything, about 40 minutes on a 2-core CPU
     python reproduce.py --only gan,vae    some of it (the pages keep the other rows)
     python reproduce.py --tables-only     rewrite the pages' tables from docs/results.json, training nothing
+    python reproduce.py --seeds 3         each experiment with --seed 0, 1 and 2: every measure's mean, standard
+                                          deviation, min and max (figures and generated text are seed 0's)
     python reproduce.py --quick --out DIR a smoke test of the whole pipeline (a few minutes): tiny runs,
                                           figures and tables written under DIR only, never over docs/
 """
@@ -22,6 +24,7 @@ import sys
 import threading
 import time
 
+from evaluation.spread import spread
 from training import commands  # no TensorFlow: a mistyped command is refused at once
 from training import run_dir as run_files
 
@@ -36,8 +39,9 @@ def pages():
 
 
 # The parts' last runs on the README's 2-core CPU: `--only gan,vae` 23.7 minutes (after --intra-op-threads
-# auto), the DCGAN's command and evaluation 10 minutes, the LSTM's about 4.
-EXPECTED_MINUTES = 38
+# auto), the DCGAN's command and evaluation 10 minutes, the LSTM's about 4; vae_binarized, not yet measured,
+# about as long as vae_z20 (under a minute). Each seed of --seeds N takes as long again.
+EXPECTED_MINUTES = 39
 DATA = "mnist-5k"  # the README's numbers are the offline 5k sample's; --data mnist measures full MNIST
 
 # Each experiment: a train.py command, the evaluate.py flags, and the run's files that become README figures.
@@ -68,6 +72,9 @@ EXPERIMENTS = {
                             "figures/prior_samples.png": "vae_prior_samples.png",
                             "figures/interpolation.png": "vae_interpolation.png",
                             "figures/losses.png": "vae_losses.png"}},
+    # The same model on binarised digits (train.py vae --binarize): its NLL is MNIST's as papers report it.
+    "vae_binarized": {"group": "vae", "train": ["vae", "--latent-dim", "20", "--binarize"], "evaluate": [],
+                      "figures": {}},
     "vae_z2": {"group": "vae", "train": ["vae"], "evaluate": [],
                "figures": {"figures/latent_manifold.png": "vae_latent_manifold.png",
                            "figures/latent_space.png": "vae_latent_space.png"}},
@@ -97,7 +104,8 @@ TEXT_COMPARISON = {"runs": {"LSTM": "lstm_pydoc", "Transformer": "transformer_py
                    "figure": "text_bits_vs_seconds.png"}
 # --quick: the same commands, shrunk to seconds.
 QUICK_TRAIN = ["--epochs", "2", "--steps-per-epoch", "3"]
-QUICK_SKIPS = ("gan_no_r1", "gan_no_ema")  # ablation rows with no figure of their own: the same commands again
+# Rows with no figure of their own: the same commands again, with a flag.
+QUICK_SKIPS = ("gan_no_r1", "gan_no_ema", "vae_binarized")
 QUICK_EVALUATE = {"gan": ["--samples", "100"], "vae": ["--iw-samples", "3"], "lstm": [], "transformer": []}
 # Experiments at a time: one, so each measured training time is the machine's alone; two with --quick,
 # whose tiny runs are mostly process start-up and measure nothing.
@@ -117,6 +125,9 @@ def build_parser():
                         help="the GAN's and VAE's data: the offline 5k sample (the README's), or full MNIST")
     parser.add_argument("--tables-only", action="store_true",
                         help="rewrite the pages' tables from --out's results.json (default docs/), training nothing")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run each experiment with --seed 0 to N-1 and report each measure's mean, standard "
+                             "deviation, min and max; 1: the commands' own seed 0, as typed in the docs")
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"experiments run side by side (default {DEFAULT_JOBS}, so the training times are "
                              f"measured alone; {QUICK_JOBS} with --quick)")
@@ -143,6 +154,10 @@ def resolve(argv):
         args.jobs = QUICK_JOBS if args.quick else DEFAULT_JOBS
     if args.jobs < 1:
         commands.fail(f"--jobs must be 1 or more, got {args.jobs}")
+    if args.seeds < 1:
+        commands.fail(f"--seeds must be 1 or more, got {args.seeds}")
+    if args.tables_only and args.seeds != 1:
+        commands.fail("--tables-only trains nothing: the seeds are those results.json holds; drop --seeds")
     args.out = out
     args.update_pages = out == DOCS and not args.quick  # the pages' tables, README and docs/*.md
     return args
@@ -182,20 +197,26 @@ def _quote(part):
     return part if part and all(c.isalnum() or c in "-_./,=:" for c in part) else json.dumps(part, ensure_ascii=False)
 
 
-def run_experiment(name, spec, args, runs, figures_dir, transcript):
-    """Trains, evaluates (and for text, generates); returns the experiment's results and copies its figures."""
-    run_dir = os.path.join(runs, name)
+def run_experiment(name, spec, args, runs, figures_dir, transcript, seed=None):
+    """Trains, evaluates (and for text, generates); returns the experiment's results and copies its figures.
+
+    `seed`: None runs the commands as the docs type them (seed 0); a number adds `--seed` to training and
+    evaluation, in a run directory of its own past seed 0. Only seed 0's run makes figures and text.
+    """
+    run_dir = os.path.join(runs, name if not seed else f"{name}-seed{seed}")
     train_flags = list(spec["train"])
     if spec["group"] in ("gan", "dcgan", "vae"):
         train_flags += ["--data", args.data]
     if args.quick:
         train_flags += QUICK_TRAIN
+    seed_flags = [] if seed is None else ["--seed", str(seed)]
+    train_flags += seed_flags
     started = time.perf_counter()
     run(["train.py", *train_flags, "--run-dir", run_dir, "--overwrite", "--quiet"], transcript, name)
     command_seconds = time.perf_counter() - started
     model = spec["train"][0]
     evaluate_flags = list(spec["evaluate"]) + (QUICK_EVALUATE[model] + spec.get("quick_evaluate", [])
-                                               if args.quick else [])
+                                               if args.quick else []) + seed_flags
     run(["evaluate.py", run_dir, *evaluate_flags], transcript, name)
     config = run_files.read_json(os.path.join(run_dir, "config.json"))
     history = run_files.read_history(run_dir)[-1]
@@ -206,6 +227,8 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript):
               "samples_per_sec_last_epoch": history["samples_per_sec"],
               "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
     result["generated"] = []
+    if seed:  # the figures and text are seed 0's
+        return result
     for flags in spec.get("generate", []):
         text = run(["generate.py", run_dir, *flags], transcript, name).rstrip("\n")
         generated = {"command": "python generate.py RUN_DIR " + " ".join(map(_quote, flags)), "text": text}
@@ -221,31 +244,116 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript):
     return result
 
 
+# Several seeds: one result per experiment, with the spread of every measure over the seeds.
+
+SEED_FIELDS = ("command", "training_seconds", "command_seconds", "samples_per_sec_last_epoch", "metrics")
+
+
+def numeric_leaves(tree, prefix=""):
+    """(path, number) for each number in nested dicts, its path the keys joined by "/"."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from numeric_leaves(value, f"{prefix}{key}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{key}", value
+
+
+def combine_seeds(results):
+    """One experiment's results of seeds 0..N-1 as results.json keeps them: seed 0's (its command, figures and
+    generated text), with "seeds": N, "per_seed": each run's command and measures, and "spread": the mean,
+    standard deviation, min and max of every number all the runs measured, by path ("metrics/test_neg_elbo",
+    "training_seconds"). One seed: its result as it is, as before --seeds."""
+    if len(results) == 1:
+        return results[0]
+    per_seed = [{"seed": seed, **{field: result[field] for field in SEED_FIELDS}}
+                for seed, result in enumerate(results)]
+    leaves = [dict(numeric_leaves({field: result[field] for field in SEED_FIELDS[1:]})) for result in results]
+    paths = [path for path in leaves[0] if path != "metrics/seed" and all(path in leaf for leaf in leaves)]
+    return {**results[0], "seeds": len(results), "per_seed": per_seed,
+            "spread": {path: spread([leaf[path] for leaf in leaves]) for path in paths}}
+
+
 # The README's tables, made from results.json.
 
 def _percent(value):
     return f"{100 * value:.1f}%"
 
 
+def _decimals(places, suffix=""):
+    return lambda value: f"{value:.{places}f}{suffix}"
+
+
+def lookup(result, path):
+    """The value at `path` ("metrics/verse/model/form_valid_share") of a result, or None where it has none."""
+    value = result
+    for key in path.split("/"):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def cell(result, path, form=_decimals(2)):
+    """A measure's table cell: its value as `form` writes it; over several seeds, mean ± standard deviation
+    [min, max]; "-" for results from before the measure existed."""
+    over_seeds = result.get("spread", {}).get(path)
+    if over_seeds is not None:
+        return (f"{form(over_seeds['mean'])} ± {form(over_seeds['std'])} "
+                f"[{form(over_seeds['min'])}, {form(over_seeds['max'])}]")
+    value = lookup(result, path)
+    return "-" if value is None else form(value)
+
+
+def seeds_note(result, shown):
+    """What a row's label adds when `shown` (some row of its table has several seeds): how many it has."""
+    seeds = result.get("seeds", 1)
+    if not shown:
+        return ""
+    return f" ({seeds} seeds, 0 to {seeds - 1}: mean ± std [min, max])" if seeds > 1 else " (seed 0 only)"
+
+
+def several_seeds(results, names):
+    return any(results[name].get("seeds", 1) > 1 for name in names if name in results)
+
+
 def experiments_table(results, header, labels, cells):
-    """A markdown table: the header's columns, then one row per labelled experiment that ran, its label and
-    cells(result)."""
+    """A markdown table: the header's columns, then one row per labelled experiment that ran, its label (with
+    its seeds when any row has several) and cells(result)."""
+    shown = several_seeds(results, labels)
     rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    rows += ["| " + " | ".join([label, *cells(results[name])]) + " |"
+    rows += ["| " + " | ".join([label + seeds_note(results[name], shown), *cells(results[name])]) + " |"
              for name, label in labels.items() if name in results]
     return "\n".join(rows)
 
 
+def _training_time(result):
+    return cell(result, "training_seconds", _decimals(0, " s"))
+
+
 def gan_table(results):
     def cells(result):
-        metrics = result["metrics"]
-        return [_percent(metrics["confident_fraction"]), f"{metrics['effective_classes']:.2f}",
-                f"{metrics['fid_classifier_features']:.2f} / {metrics['fid_floor_real_train_vs_test']:.2f} "
-                f"({metrics['fid_ratio_to_floor']:.1f}x)", f"{metrics['classifier_score']:.2f}",
-                f"{result['training_seconds']:.0f} s"]
+        fid_floor_spread = "-"
+        if lookup(result, "metrics/fid_floor_mean") is not None:  # one evaluation's draws: seed 0's
+            metrics = result["metrics"]
+            fid_floor_spread = (f"{metrics['fid_floor_mean']:.2f} ± {metrics['fid_floor_std']:.2f} "
+                                f"[{metrics['fid_floor_min']:.2f}, {metrics['fid_floor_max']:.2f}]")
+        copies = "-"
+        if lookup(result, "metrics/memorization_distance_ratio") is not None:
+            copies = (f"{cell(result, 'metrics/memorization_median_distance_samples')} / "
+                      f"{cell(result, 'metrics/memorization_median_distance_held_out')} "
+                      f"({cell(result, 'metrics/memorization_distance_ratio')}); "
+                      f"{cell(result, 'metrics/memorization_share_below_held_out_p1', _percent)}")
+        return [cell(result, "metrics/confident_fraction", _percent), cell(result, "metrics/effective_classes"),
+                f"{cell(result, 'metrics/fid_classifier_features')} / "
+                f"{cell(result, 'metrics/fid_floor_real_train_vs_test')} "
+                f"({cell(result, 'metrics/fid_ratio_to_floor', _decimals(1, 'x'))})",
+                fid_floor_spread, cell(result, "metrics/classifier_score"), copies, _training_time(result)]
 
     header = ["run (`python train.py gan ...`, 1,000 samples)", "confident (>= 0.9)", "effective classes",
-              "classifier FID / real-data floor (ratio)", "classifier score", "training time"]
+              "classifier FID / real-data floor (ratio)", "floor over 5 draws of training digits",
+              "classifier score",
+              "nearest training digit, median L2: samples / held-out (ratio); samples nearer than 99% of held-out",
+              "training time"]
     labels = {"gan": "defaults: the tutorial's MLP pair + R1 + EMA",
               "gan_no_r1": "defaults without R1 (`--r1-gamma 0`)", "gan_no_ema": "defaults without EMA (`--ema 0`)",
               "gan_tutorial": "the tutorial's recipe (`--r1-gamma 0 --ema 0`)",
@@ -254,59 +362,77 @@ def gan_table(results):
     return experiments_table(results, header, labels, cells)
 
 
+def nll_name(metrics):
+    """What a VAE's importance-weighted NLL is of: binarised digits (--binarize), or grey levels (runs before
+    the flag, which have no "binarize")."""
+    if metrics.get("binarize"):
+        return "NLL of binarised digits"
+    return "Bernoulli NLL on grey levels"
+
+
 def vae_table(results):
     def cells(result):
-        metrics = result["metrics"]
-        return [f"{metrics['test_neg_elbo']:.2f}", f"{metrics['test_reconstruction']:.2f} + {metrics['test_kl']:.2f}",
-                f"{metrics['test_nll_importance_weighted']:.2f}", f"{metrics['train_neg_elbo']:.2f}",
-                f"{result['training_seconds']:.0f} s ({result['epochs']} epochs)"]
+        return [cell(result, "metrics/test_neg_elbo"),
+                f"{cell(result, 'metrics/test_reconstruction')} + {cell(result, 'metrics/test_kl')}",
+                f"{cell(result, 'metrics/test_nll_importance_weighted')} ({nll_name(result['metrics'])})",
+                cell(result, "metrics/train_neg_elbo"), f"{_training_time(result)} ({result['epochs']} epochs)"]
 
     header = ["run (`python train.py vae ...`)", "test -ELBO (nats)", "reconstruction + KL",
               "importance-weighted NLL (K = 100)", "train -ELBO", "training time"]
-    labels = {"vae_z20": "`--latent-dim 20` (the quality target: at most 112)", "vae_z2": "the defaults (latent 2)",
-              "vae_conv": "`--arch conv --latent-dim 20`: the conv recipe"}
+    labels = {"vae_z20": "`--latent-dim 20` (the quality target: at most 112)",
+              "vae_binarized": "`--latent-dim 20 --binarize`: binarised digits, MNIST's NLL as papers report it",
+              "vae_z2": "the defaults (latent 2)", "vae_conv": "`--arch conv --latent-dim 20`: the conv recipe"}
     return experiments_table(results, header, labels, cells)
 
 
 def verse_table(result):
     """The Tang poems' measures (evaluate.py), the model's beside the real held-out poems' and the targets."""
-    verse, metrics = result["metrics"]["verse"], result["metrics"]
-    model, real = verse["model"], verse["real_held_out"]
+    verse = result["metrics"]["verse"]
+    real = verse["real_held_out"]
     constrained = [generated["form_valid_share"] for generated in result["generated"]
                    if "--form" in generated["command"] or "--acrostic" in generated["command"]]
-    bits, entropy = metrics["held_out_bits_per_char"], verse["unigram_entropy_bits"]
-    rows = [f"| `{result['command']}` ({result['training_seconds']:.0f} s of training), {verse['poems']} poems at "
-            f"temperature {verse['temperature']} | model | real held-out poems | target |",
+    entropy = verse["unigram_entropy_bits"]
+
+    def model(name):
+        return cell(result, f"metrics/verse/model/{name}", _percent)
+
+    rows = [f"| `{result['command']}` ({_training_time(result)} of training)"
+            f"{seeds_note(result, result.get('seeds', 1) > 1)}, {verse['poems']} poems at temperature "
+            f"{verse['temperature']} | model | real held-out poems | target |",
             "| --- | --- | --- | --- |",
-            f"| form-valid (4 or 8 clauses, all of 5 or all of 7 characters) | {_percent(model['form_valid_share'])} "
+            f"| form-valid (4 or 8 clauses, all of 5 or all of 7 characters) | {model('form_valid_share')} "
             f"| {_percent(real['form_valid_share'])} | >= 95% |",
             f"| form-valid with `--form` / `--acrostic` (the poems below) | "
             f"{', '.join(_percent(share) for share in constrained) or '-'} | | 100% |",
-            f"| rhyme share of the valid poems (even clauses, 十三辙) | {_percent(model['rhyme_share_of_valid'])} | "
+            f"| rhyme share of the valid poems (even clauses, 十三辙) | {model('rhyme_share_of_valid')} | "
             f"{_percent(real['rhyme_share_of_valid'])} | >= 80% of the real share: "
             f"{_percent(0.8 * real['rhyme_share_of_valid'])} |",
-            f"| novel clauses (in no training poem) | {_percent(model['novel_clause_share'])} | "
+            f"| novel clauses (in no training poem) | {model('novel_clause_share')} | "
             f"{_percent(real['novel_clause_share'])} | >= 85% |",
-            f"| distinct poems | {_percent(model['distinct_share'])} | {_percent(real['distinct_share'])} | 100% |",
-            f"| held-out bits per character | {bits:.3f} | unigram entropy {entropy:.3f} | <= {entropy - 1.5:.3f} |"]
+            f"| distinct poems | {model('distinct_share')} | {_percent(real['distinct_share'])} | 100% |",
+            f"| held-out bits per character | {cell(result, 'metrics/held_out_bits_per_char', _decimals(3))} | "
+            f"unigram entropy {entropy:.3f} | <= {entropy - 1.5:.3f} |"]
     return "\n".join(rows)
 
 
 def summary_table(results, machine_info):
+    shown = several_seeds(results, results)
     rows = ["| model | command | measured (`python evaluate.py RUN_DIR`) | training time |",
             "| --- | --- | --- | --- |"]
     for name, result in results.items():
         metrics = result["metrics"]
         if metrics["model"] == "gan":
-            measured = (f"{_percent(metrics['confident_fraction'])} confident, {metrics['effective_classes']:.2f} "
-                        f"effective classes, classifier FID {metrics['fid_ratio_to_floor']:.1f}x its floor")
+            measured = (f"{cell(result, 'metrics/confident_fraction', _percent)} confident, "
+                        f"{cell(result, 'metrics/effective_classes')} effective classes, classifier FID "
+                        f"{cell(result, 'metrics/fid_ratio_to_floor', _decimals(1, 'x'))} its floor")
         elif metrics["model"] == "vae":
-            measured = (f"test -ELBO {metrics['test_neg_elbo']:.2f} nats, importance-weighted NLL "
-                        f"{metrics['test_nll_importance_weighted']:.2f}")
+            measured = (f"test -ELBO {cell(result, 'metrics/test_neg_elbo')} nats, importance-weighted "
+                        f"{nll_name(metrics)} {cell(result, 'metrics/test_nll_importance_weighted')}")
         else:
-            measured = (f"held-out {metrics['held_out_bits_per_char']:.3f} bits/char "
-                        f"(perplexity {metrics['held_out_perplexity']:.2f})")
-        rows.append(f"| {name} | `{result['command']}` | {measured} | {result['training_seconds']:.0f} s |")
+            measured = (f"held-out {cell(result, 'metrics/held_out_bits_per_char', _decimals(3))} bits/char "
+                        f"(perplexity {cell(result, 'metrics/held_out_perplexity')})")
+        rows.append(f"| {name}{seeds_note(result, shown)} | `{result['command']}` | {measured} | "
+                    f"{_training_time(result)} |")
     rows.append("")
     rows.append(f"Made by `python reproduce.py` on {machine_info['date']}: {machine_info['cpus']} CPU cores "
                 f"({machine_info['processor']}, {machine_info['gpus']} GPUs), Python {machine_info['python']}, "
@@ -316,12 +442,14 @@ def summary_table(results, machine_info):
 
 def text_comparison_table(results):
     """The text models on one corpus: held-out bits per character and the training seconds it took."""
+    shown = several_seeds(results, TEXT_COMPARISON["runs"].values())
     rows = ["| model | command | held-out bits/char | training time | training chars/s |",
             "| --- | --- | --- | --- | --- |"]
     for label, name in TEXT_COMPARISON["runs"].items():
         result = results[name]
-        rows.append(f"| {label} | `{result['command']}` | {result['metrics']['held_out_bits_per_char']:.3f} | "
-                    f"{result['training_seconds']:.0f} s | {result['samples_per_sec_last_epoch']:,.0f} |")
+        rows.append(f"| {label}{seeds_note(result, shown)} | `{result['command']}` | "
+                    f"{cell(result, 'metrics/held_out_bits_per_char', _decimals(3))} | {_training_time(result)} | "
+                    f"{cell(result, 'samples_per_sec_last_epoch', '{:,.0f}'.format)} |")
     return "\n".join(rows)
 
 
@@ -387,15 +515,15 @@ def write_tables(results, machine_info, out, update_pages):
                 print(f"rewrote the {', '.join(replaced)} table(s) in {os.path.relpath(page, REPO)}")
 
 
-def expected_wall_time(quick, chosen, previous):
+def expected_wall_time(quick, chosen, previous, seeds=1):
     """What to expect: the chosen experiments' training commands as long as they took in the last results
-    (the evaluations add a little), or the whole run's usual time."""
+    (the evaluations add a little), or the whole run's usual time; each of `seeds` as long again."""
     if quick:
-        return "a few minutes"
+        return "a few minutes" if seeds == 1 else f"a few minutes for each of {seeds} seeds"
     recorded = [previous.get("experiments", {}).get(name, {}).get("command_seconds") for name in chosen]
     if chosen and None not in recorded:
-        return f"over {sum(recorded) / 60:.0f} minutes (its training commands in the last results.json)"
-    return f"about {EXPECTED_MINUTES} minutes on a 2-core CPU for everything"
+        return f"over {seeds * sum(recorded) / 60:.0f} minutes (its training commands in the last results.json)"
+    return f"about {seeds * EXPECTED_MINUTES} minutes on a 2-core CPU for everything"
 
 
 def main(argv=None):
@@ -414,20 +542,25 @@ def main(argv=None):
                if EXPERIMENTS.get(name, {}).get("group") not in args.only}
     chosen = [name for name, spec in EXPERIMENTS.items()
               if spec["group"] in args.only and not (args.quick and name in QUICK_SKIPS)]
-    print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}; runs in "
+    seeds = [None] if args.seeds == 1 else list(range(args.seeds))  # None: the commands as the docs type them
+    print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}"
+          f"{f', seeds 0 to {args.seeds - 1}' if args.seeds > 1 else ''}; runs in "
           f"{os.path.relpath(runs, REPO)}, figures in {os.path.relpath(figures_dir, REPO)}; expected wall time "
-          f"{expected_wall_time(args.quick, chosen, previous)}")
+          f"{expected_wall_time(args.quick, chosen, previous, args.seeds)}")
     started = time.perf_counter()
     with open(os.path.join(runs, "reproduce.log"), "w", encoding="utf-8") as log:  # every command's output
         transcript = Transcript(log, prefix_lines=args.jobs > 1)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
-        futures = {pool.submit(run_experiment, name, EXPERIMENTS[name], args, runs, figures_dir, transcript): name
-                   for name in chosen}
+        futures = {pool.submit(run_experiment, name, EXPERIMENTS[name], args, runs, figures_dir, transcript,
+                               seed): (name, seed) for name in chosen for seed in seeds}
+        per_seed = {}
         try:
             for future in concurrent.futures.as_completed(futures):
-                results[futures[future]] = future.result()  # a failed command's exit (status 2) comes out here
+                per_seed[futures[future]] = future.result()  # a failed command's exit (status 2) comes out here
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, start nothing more
+        for name in chosen:
+            results[name] = combine_seeds([per_seed[name, seed] for seed in seeds])
     results = {name: results[name] for name in EXPERIMENTS if name in results}  # the README's order
     if all(name in chosen for name in TEXT_COMPARISON["runs"].values()):
         comparison = os.path.join(figures_dir, TEXT_COMPARISON["figure"])

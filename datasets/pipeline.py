@@ -43,6 +43,24 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
+def _key(seed, step):
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+
+
 def keyed_normal(shape, seed, step):
     """N(0, 1) noise from a counter-based generator keyed by (seed, step); row i is global example i."""
-    return tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)]))
+    return tf.random.stateless_normal(shape, seed=_key(seed, step))
+
+
+BERNOULLI_STREAM = 1  # folded into keyed_bernoulli's keys: its bits are not keyed_normal's of the same key
+
+
+def keyed_bernoulli(probabilities, seed, step):
+    """0/1 samples x ~ Bernoulli(p), one for each entry p of `probabilities`, keyed by (seed, step).
+
+    x = [u < p] with u ~ U[0, 1) from the key folded with BERNOULLI_STREAM, so the same (seed, step) also
+    keying a batch's eps (keyed_normal) gives independent draws; row i is global example i, as there.
+    """
+    key = tf.random.experimental.stateless_fold_in(_key(seed, step), BERNOULLI_STREAM)
+    uniform = tf.random.stateless_uniform(tf.shape(probabilities), seed=key)
+    return tf.cast(uniform < probabilities, probabilities.dtype)

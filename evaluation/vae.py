@@ -1,4 +1,9 @@
-"""Evaluating a trained VAE: the test-set ELBO, an importance-weighted log-likelihood, and its figures."""
+"""Evaluating a trained VAE: the test-set ELBO, an importance-weighted log-likelihood, and its figures.
+
+The pixels are those the run trained on (config.json's --binarize): grey levels in [0, 1], whose Bernoulli
+"NLL" compares runs of this project only, or binarised digits (one fixed binarisation of the split, the
+same for every run), whose NLL is that of binarised MNIST as papers report it.
+"""
 
 import os
 
@@ -7,21 +12,25 @@ import tensorflow as tf
 
 from training import figures
 from training import run_dir as run_files
-from training.vae import (gaussian_log_density, kl_to_standard_normal, plot_loss_curves, reconstruction_nats,
-                          to_unit_range)
+from training.vae import (TRAIN_SPLIT_KEY, fixed_inputs, gaussian_log_density, kl_to_standard_normal,
+                          plot_loss_curves, reconstruction_nats)
 
+# metrics.json's "likelihood": what test_nll_importance_weighted is the NLL of, by config.json's --binarize.
+LIKELIHOODS = {False: "Bernoulli NLL on grey levels: compares runs of this project, not an NLL of MNIST",
+               True: "NLL of binarised digits (fixed binarisation of the test split), as papers report MNIST's"}
 IMAGES_PER_CHUNK = 50  # images whose K latent samples are decoded together (K x 50 decoder rows)
 
 
 def log_weights(encoder, decoder, images, num_samples, seed):
     """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k ~ q(z|x): an array (K, n_images).
+    `images` are float32 in [0, 1], as the model reads them (fixed_inputs).
 
     E_k[log w_k] is the ELBO; log (1/K) sum_k w_k is the importance-weighted bound of Burda et al.
     (2016), which is at least the ELBO and rises to log p(x) as K grows.
     """
     chunks = []
     for start in range(0, len(images), IMAGES_PER_CHUNK):
-        x = to_unit_range(images[start:start + IMAGES_PER_CHUNK])
+        x = images[start:start + IMAGES_PER_CHUNK]
         mean, log_var = encoder(x, training=False)
         eps = tf.random.stateless_normal((num_samples,) + tuple(mean.shape), seed=(seed, start))
         z = mean + tf.exp(0.5 * log_var) * eps  # (K, n, latent_dim)
@@ -44,12 +53,15 @@ def evaluate(run_dir, config, data, iw_samples, seed):
     """Returns a metrics dict (nats per image) and writes the evaluation figures into RUN_DIR/figures."""
     encoder = run_files.load_exported_model(run_dir, config, "encoder.keras")
     decoder = run_files.load_exported_model(run_dir, config, "decoder.keras")
-    test_weights = log_weights(encoder, decoder, data.test_images, iw_samples, seed)
-    test_mean, test_log_var = encoder(to_unit_range(data.test_images), training=False)
+    binarize = bool(config["settings"].get("binarize", False))  # runs from before --binarize: grey levels
+    test_inputs = fixed_inputs(data.test_images, binarize)  # the images the run's held-out losses used
+    test_weights = log_weights(encoder, decoder, test_inputs, iw_samples, seed)
+    test_mean, test_log_var = encoder(test_inputs, training=False)
     test_kl = kl_to_standard_normal(test_mean, test_log_var).numpy()
     test_elbo = test_weights.mean(axis=0)
-    train_elbo = log_weights(encoder, decoder, data.train_images, 10, seed + 1).mean(axis=0)
-    write_figures(run_dir, decoder, data, test_mean.numpy(), seed)
+    train_inputs = fixed_inputs(data.train_images, binarize, TRAIN_SPLIT_KEY)
+    train_elbo = log_weights(encoder, decoder, train_inputs, 10, seed + 1).mean(axis=0)
+    write_figures(run_dir, decoder, data, test_inputs.numpy(), test_mean.numpy(), seed)
     return {
         "model": "vae",
         "arch": config["settings"]["arch"],
@@ -58,18 +70,22 @@ def evaluate(run_dir, config, data, iw_samples, seed):
         "test_images": int(len(data.test_images)),
         "iw_samples": int(iw_samples),
         "seed": seed,
+        "binarize": binarize,
+        "likelihood": LIKELIHOODS[binarize],
         # -ELBO averaged over the K samples of z per image; its KL part is exact, the rest is the reconstruction.
         "test_neg_elbo": float(-test_elbo.mean()),
         "test_reconstruction": float(-test_elbo.mean() - test_kl.mean()),
         "test_kl": float(test_kl.mean()),
-        # -log p(x) estimated with K importance samples: an upper bound on the true NLL, below -ELBO.
+        # -log p(x) estimated with K importance samples: an upper bound on the true NLL, below -ELBO. Of binarised
+        # digits, a real NLL; of grey levels, the Bernoulli cross-entropy's (see LIKELIHOODS).
         "test_nll_importance_weighted": float(-importance_weighted_bound(test_weights).mean()),
         "train_neg_elbo": float(-train_elbo.mean()),  # beside test_neg_elbo: how much the model overfits
     }
 
 
-def write_figures(run_dir, decoder, data, test_means, seed):
-    """The evaluation figures; `test_means` are the posterior means of the test images (n, latent_dim)."""
+def write_figures(run_dir, decoder, data, test_inputs, test_means, seed):
+    """The evaluation figures; `test_inputs` are the test images as the model read them (n, 28, 28, 1) and
+    `test_means` their posterior means (n, latent_dim)."""
     folder = os.path.join(run_dir, run_files.FIGURES)
     latent_dim = test_means.shape[-1]
 
@@ -79,7 +95,7 @@ def write_figures(run_dir, decoder, data, test_means, seed):
     # Test digits (odd rows) above their reconstructions: the decoder's pixel means at the posterior mean.
     # 40 digits evenly spaced through the test split (the 5k sample's split is ordered by digit).
     spread = np.linspace(0, len(data.test_images) - 1, 40).round().astype(int)
-    originals = to_unit_range(data.test_images[spread]).numpy()
+    originals = test_inputs[spread]
     reconstructed = decode(test_means[spread])
     pairs = np.concatenate([np.stack([originals[row:row + 10], reconstructed[row:row + 10]])
                             for row in range(0, 40, 10)])

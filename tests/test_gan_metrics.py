@@ -12,7 +12,9 @@ from conftest import run_script
 from test_bad_input import assert_refused
 
 NEW_KEYS = ("fid_classifier_features", "fid_floor_real_train_vs_test", "fid_ratio_to_floor", "classifier_score",
-            "effective_classes", "confident_fraction")
+            "effective_classes", "confident_fraction", "fid_floor_mean", "fid_floor_std",
+            "memorization_median_distance_samples", "memorization_median_distance_held_out",
+            "memorization_distance_ratio", "memorization_share_below_held_out_p1")
 
 
 def test_frechet_distance_is_zero_for_one_set_and_grows_with_shift_and_noise():
@@ -37,6 +39,36 @@ def test_frechet_distance_of_a_collapsed_set_is_finite():
     # mu differs by (1 - mean) per feature, and Tr(S_a + 0 - 2 * 0) is the variance left over.
     expected = np.sum((features.mean(axis=0) - 1) ** 2) + np.trace(np.cov(features, rowvar=False))
     assert frechet_distance(collapsed, features) == pytest.approx(expected, rel=1e-3)
+
+
+def test_nearest_distances_are_those_of_every_pair():
+    from evaluation.gan import DISTANCE_ROWS, nearest_distances
+
+    rng = np.random.default_rng(0)
+    images, references = rng.uniform(size=(DISTANCE_ROWS + 7, 6, 6, 1)), rng.uniform(size=(30, 6, 6, 1))
+    pairs = np.linalg.norm(images.reshape(-1, 1, 36) - references.reshape(1, -1, 36), axis=-1)
+    np.testing.assert_allclose(nearest_distances(images, references), pairs.min(axis=1), rtol=1e-4)
+    assert np.all(nearest_distances(references, references) == 0)  # each its own nearest, at distance 0
+
+
+def test_memorization_flags_copies_of_training_digits_and_not_unseen_real_ones():
+    """On the 5k sample: a 'generator' that returns training digits (or them with a little noise) is flagged,
+    real digits it never saw are not."""
+    from datasets import mnist
+    from evaluation.gan import memorization
+
+    data = mnist.load("mnist-5k")
+    train, test = data.train_images / 255.0, data.test_images / 255.0
+    held_out, unseen = test[::2], test[1::2]  # the test split is sorted by digit: 50 of each digit in each half
+    ratio, share = "memorization_distance_ratio", "memorization_share_below_held_out_p1"
+    copies = memorization(train[::8], train, held_out)
+    assert copies[ratio] < 0.01 and copies[share] == 1.0, copies
+    noise = np.random.default_rng(0).normal(scale=0.05, size=train[::8].shape)
+    noisy_copies = memorization(np.clip(train[::8] + noise, 0, 1), train, held_out)
+    assert noisy_copies[ratio] < 0.5 and noisy_copies[share] > 0.9, noisy_copies
+    real = memorization(unseen, train, held_out)
+    assert 0.9 < real[ratio] < 1.1 and real[share] < 0.05, real
+    assert real["memorization_median_distance_held_out"] > 3  # digits differ by a few pixels' worth, not 0
 
 
 def test_classifier_score_and_effective_classes_count_the_classes():
@@ -91,6 +123,14 @@ def test_evaluate_measures_quality_and_quality_over_training(tiny_gan_run):
     assert 0 < metrics["fid_floor_real_train_vs_test"] < metrics["fid_classifier_features"]
     assert metrics["fid_ratio_to_floor"] == pytest.approx(
         metrics["fid_classifier_features"] / metrics["fid_floor_real_train_vs_test"])
+    # The floor over 5 draws of 1,200 of the 4,000 training digits: the first is the floor, and they differ.
+    floors = metrics["fid_floor_draws"]
+    assert len(floors) == 5 and floors[0] == metrics["fid_floor_real_train_vs_test"] and len(set(floors)) == 5
+    assert metrics["fid_floor_min"] == min(floors) < metrics["fid_floor_mean"] < max(floors) == metrics["fid_floor_max"]
+    assert 0 < metrics["fid_floor_std"] < metrics["fid_floor_mean"]
+    # Blobs copy no training digit: they are no closer to one than unseen real digits are.
+    assert metrics["memorization_train_images"] == 4000 and metrics["memorization_held_out_images"] == 1000
+    assert metrics["memorization_distance_ratio"] > 0.5 and metrics["memorization_share_below_held_out_p1"] < 0.1
     assert 1 <= metrics["classifier_score"] <= 10 and 1 <= metrics["effective_classes"] <= 10
     over_training = metrics["over_training"]
     assert over_training["epoch"] == [1, 2]

@@ -48,3 +48,32 @@ def test_quick_never_writes_over_the_committed_figures(tmp_path):
     assert_refused(run_script("reproduce.py", "--quick", "--out", os.path.join(REPO, "docs", "x")), "inside docs/")
     assert_refused(run_script("reproduce.py", "--only", "gan,bogus", "--out", tmp_path), "--only takes groups")
     assert_refused(run_script("reproduce.py", "--jobs", "0", "--out", tmp_path), "--jobs must be 1 or more, got 0")
+    assert_refused(run_script("reproduce.py", "--seeds", "0", "--out", tmp_path), "--seeds must be 1 or more, got 0")
+
+
+def test_seeds_give_each_measure_its_mean_spread_and_the_rows_their_seed_count():
+    """--seeds N on given numbers: combine_seeds keeps seed 0's run and adds the spread of every measure; the
+    tables write mean ± std [min, max] and say how many seeds each row had. One seed: the result as it was."""
+    def vae_result(seed, elbo, nll, seconds):
+        return {"command": f"python train.py vae --latent-dim 20 --seed {seed}", "epochs": 50, "data": "mnist-5k",
+                "training_seconds": seconds, "command_seconds": seconds + 5, "samples_per_sec_last_epoch": 9000.0,
+                "metrics": {"model": "vae", "seed": seed, "binarize": False, "test_neg_elbo": elbo,
+                            "test_reconstruction": elbo - 20, "test_kl": 20.0, "test_nll_importance_weighted": nll,
+                            "train_neg_elbo": elbo - 10}, "generated": []}
+
+    runs = [vae_result(0, 108.0, 104.0, 12.0), vae_result(1, 110.0, 105.0, 14.0), vae_result(2, 112.0, 109.0, 13.0)]
+    assert reproduce.combine_seeds(runs[:1]) == runs[0]
+    combined = reproduce.combine_seeds(runs)
+    assert combined["command"] == runs[0]["command"] and combined["seeds"] == 3
+    assert [run["seed"] for run in combined["per_seed"]] == [0, 1, 2]
+    assert combined["spread"]["metrics/test_neg_elbo"] == {"n": 3, "mean": 110.0, "std": 2.0, "min": 108.0,
+                                                           "max": 112.0}
+    assert combined["spread"]["training_seconds"]["mean"] == 13.0 and "metrics/seed" not in combined["spread"]
+
+    table = reproduce.vae_table({"vae_z20": combined, "vae_z2": vae_result(0, 157.0, 154.0, 13.0)})
+    z20, z2 = table.splitlines()[2:]
+    assert "(3 seeds, 0 to 2: mean ± std [min, max])" in z20 and "110.00 ± 2.00 [108.00, 112.00]" in z20
+    assert "106.00 ± 2.65 [104.00, 109.00] (Bernoulli NLL on grey levels)" in z20 and "13 s ± 1 s [12 s, 14 s]" in z20
+    assert "(seed 0 only)" in z2 and "| 157.00 |" in z2
+    # A table of one-seed rows keeps the shape it had before --seeds.
+    assert "seed" not in reproduce.vae_table({"vae_z2": vae_result(0, 157.0, 154.0, 13.0)})

@@ -11,6 +11,7 @@ from test_bad_input import assert_refused
 from training.cli import VAE_DEFAULTS
 from training.run_dir import read_history
 
+
 def test_analytic_kl_matches_monte_carlo():
     """KL(q || p) in closed form equals E_q[log q(z) - log p(z)] estimated from samples of q."""
     import tensorflow as tf
@@ -32,10 +33,11 @@ def test_importance_weighted_bound_starts_at_the_elbo_and_grows_with_k(tiny_vae_
 
     from datasets import mnist
     from evaluation.vae import importance_weighted_bound, log_weights
+    from training.vae import to_unit_range
 
     encoder = keras.models.load_model(tiny_vae_run / "encoder.keras")
     decoder = keras.models.load_model(tiny_vae_run / "decoder.keras")
-    images = mnist.load("mnist-5k").test_images[:100]
+    images = to_unit_range(mnist.load("mnist-5k").test_images[:100])
     weights = log_weights(encoder, decoder, images, 400, seed=0)  # (K, images)
     elbo = weights.mean()
     # K = 1: the bound is one sample of log w, whose expectation is the ELBO.
@@ -187,3 +189,72 @@ def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path, capsys):
                             (["--out", tmp_path / "no" / "x.png"], "does not exist"),
                             (["--length", 5], "--length is for lstm and transformer runs")):
         assert_refused(run_in_process(generate.main, tiny_vae_run, *flags, capsys=capsys), expected)
+
+
+def test_binarize_draws_zero_one_pixels_with_the_grey_level_as_probability_and_a_seed():
+    import tensorflow as tf
+
+    from datasets import mnist
+    from datasets.pipeline import keyed_bernoulli
+    from training.vae import fixed_inputs, to_unit_range
+
+    images = mnist.load("mnist-5k").test_images[:200]
+    grey = to_unit_range(images)
+    first = keyed_bernoulli(grey, 5, 7).numpy()
+    assert set(np.unique(first)) == {0.0, 1.0}
+    np.testing.assert_array_equal(first, keyed_bernoulli(grey, 5, 7).numpy())  # the same key, the same pixels
+    assert not np.array_equal(first, keyed_bernoulli(grey, 5, 8).numpy())  # the next step: a fresh draw
+    assert not np.array_equal(first, keyed_bernoulli(grey, 6, 7).numpy())
+    # Black stays 0, white stays 1, and over 1,000 draws each pixel is 1 about as often as its grey level
+    # (a pixel's share has a standard deviation of at most 0.016).
+    grey = grey.numpy()
+    assert first[grey == 0].max() == 0 and first[grey == 1].min() == 1
+    share = keyed_bernoulli(tf.broadcast_to(grey[:10], (1000, 10, 28, 28, 1)), 5, 7).numpy().mean(axis=0)
+    assert np.abs(share - grey[:10]).max() < 0.1 and abs((share - grey[:10]).mean()) < 0.002
+    # The held-out split's binarisation is one, whatever the run's seed; without --binarize, grey levels.
+    np.testing.assert_array_equal(fixed_inputs(images, True).numpy(), fixed_inputs(images, True).numpy())
+    assert set(np.unique(fixed_inputs(images, True).numpy())) == {0.0, 1.0}
+    np.testing.assert_array_equal(fixed_inputs(images, False).numpy(), grey)
+
+
+def test_a_short_binarized_training_lowers_the_held_out_loss_and_evaluate_measures_binary_digits(tmp_path):
+    """--binarize: 0/1 training batches drawn afresh each step, a fixed 0/1 held-out split, the flag in
+    config.json, and evaluate.py measuring the same 0/1 digits the run's held-out loss did."""
+    import keras
+    import tensorflow as tf
+
+    from datasets import mnist
+    from evaluation import vae as vae_evaluation
+    from training import distribute
+    from training.cli import parse_args, settle_run_length
+    from training.vae import VaeTask, fixed_inputs
+
+    argv = [*TINY_VAE, "--binarize", "--latent-dim", "8", "--epochs", "2", "--steps-per-epoch", "25"]
+    data = mnist.load("mnist-5k")
+    distribute.make_deterministic(3)
+    task = VaeTask(settle_run_length(vars(parse_args(argv)), data), data, tf.distribute.get_strategy())
+    (step, (images, _)), = task.train_dataset(epoch=0).take(1).enumerate()
+    again, = [batch for batch, _ in task.train_dataset(epoch=0).take(1)]
+    assert set(np.unique(images.numpy())) == {0.0, 1.0}
+    np.testing.assert_array_equal(images.numpy(), again.numpy())  # keyed by (seed, step): reproducible
+    sums = [task.held_out_step(batch) for batch in task.held_out_dataset()]
+    start = sum(float(s["neg_elbo"]) for s in sums) / sum(float(s["count"]) for s in sums)
+
+    run = tmp_path / "binarized"
+    train(*argv, "--run-dir", run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["binarize"] is True and config["settings_from"]["binarize"] == "flag"
+    held_out = [row["test_neg_elbo"] for row in read_history(run)]
+    assert held_out[-1] < 0.6 * start, (start, held_out)
+
+    metrics = vae_evaluation.evaluate(str(run), config, data, iw_samples=5, seed=0)
+    assert metrics["binarize"] is True and "binarised" in metrics["likelihood"]
+    assert 0 < metrics["test_nll_importance_weighted"] <= metrics["test_neg_elbo"]
+    assert metrics["test_neg_elbo"] == pytest.approx(held_out[-1], rel=0.03)  # up to the draws of z
+    # evaluate.py measured the fixed 0/1 test digits, the ones the held-out pass read, not the grey levels.
+    # (Bernoulli cross-entropy is linear in x, so the two NLLs are close in size: compare them exactly.)
+    encoder, decoder = (keras.models.load_model(run / name) for name in ("encoder.keras", "decoder.keras"))
+    nll = {binarize: -vae_evaluation.importance_weighted_bound(vae_evaluation.log_weights(
+        encoder, decoder, fixed_inputs(data.test_images, binarize), 5, 0)).mean() for binarize in (False, True)}
+    assert metrics["test_nll_importance_weighted"] == pytest.approx(nll[True], rel=1e-6)
+    assert abs(nll[True] - nll[False]) > 1e-3 * nll[True]

@@ -265,6 +265,10 @@ def build_parser():
                      help="weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the ELBO")
     vae.add_argument("--kl-warmup", type=int, default=0,
                      help="epochs over which the KL weight rises linearly from 0 to --beta (Bowman et al. 2016)")
+    vae.add_argument("--binarize", action="store_true",
+                     help="model 0/1 pixels, as papers' binarised MNIST: each training image's pixels drawn as "
+                          "Bernoulli(grey level) afresh every step (Burda et al. 2016), the held-out ones once with "
+                          "a fixed seed, so evaluate.py's NLL is a real one; default: the tutorial's grey levels")
     _add_optimizer_flags(vae)
     vae.set_defaults(**VAE_DEFAULTS)
 

@@ -6,6 +6,11 @@ by minimising, per image, the negative ELBO = reconstruction + KL (both in nats)
   reconstruction  -log p(x|z) with z ~ q(z|x) drawn once by the reparameterisation trick: the Bernoulli
                   cross-entropy of the 784 pixels against the decoder's logits, summed over pixels;
   KL              KL(N(mu, sigma^2) || N(0, I)) in closed form, summed over latent dimensions.
+
+The tutorial's x is the grey level in [0, 1], whose Bernoulli "likelihood" is no probability of the image.
+With --binarize x is a 0/1 image instead, as in the papers' binarised MNIST: dynamically binarised for
+training (Burda et al. 2016: each pixel drawn afresh as Bernoulli(grey level) every time the image is
+used), and binarised once with a fixed key for the held-out split, so -log p(x) is a real NLL.
 """
 
 import math
@@ -23,12 +28,23 @@ from training.task import Task
 GRID_SAMPLES = 100  # a 10 x 10 grid decoded from one fixed batch of prior samples, every epoch
 FIXED_LATENT_KEY = -1  # the grid's latent key; training steps use keys 0, 1, 2, ...
 HELD_OUT_KEY = -2  # held-out batch i draws its eps with key HELD_OUT_KEY - i, the same every epoch
+# --binarize: the held-out split's (and evaluate.py's training split's) one binarisation, the same for every
+# run whatever its --seed, so their NLLs compare; keyed (FIXED_BINARIZATION_SEED, split key).
+FIXED_BINARIZATION_SEED = 0
+TEST_SPLIT_KEY, TRAIN_SPLIT_KEY = 0, 1
 LOG_2PI = math.log(2.0 * math.pi)
 
 
 def to_unit_range(image):
     """uint8 pixels in [0, 255] -> float32 in [0, 1], the Bernoulli means the decoder models."""
     return tf.cast(image, tf.float32) / 255.0
+
+
+def fixed_inputs(images, binarize, split_key=TEST_SPLIT_KEY):
+    """A whole split's uint8 images as the model reads them in evaluation: grey levels in [0, 1], or with
+    `binarize` 0/1 pixels drawn once, from a key that depends on the split alone."""
+    grey = to_unit_range(images)
+    return pipeline.keyed_bernoulli(grey, FIXED_BINARIZATION_SEED, split_key) if binarize else grey
 
 
 def reconstruction_nats(images, logits):
@@ -60,10 +76,11 @@ class VaeTask(Task):
         self.seed = settings["seed"]
         self.latent_dim = settings["latent_dim"]
         self.beta = settings["beta"]
+        self.binarize = settings.get("binarize", False)  # runs from before --binarize: grey levels
         self.global_batch_size = settings["batch_size"]
         self.num_train = len(data.train_images)
         self.examples = pipeline.cached_examples(data.train_images, to_unit_range)
-        self.test_images = data.test_images
+        self.held_out_inputs = fixed_inputs(data.test_images, self.binarize)
         self.steps_per_epoch = pipeline.steps_per_epoch(self.num_train, self.global_batch_size,
                                                         settings.get("steps_per_epoch"))
         if self.steps_per_epoch < 1:
@@ -88,18 +105,22 @@ class VaeTask(Task):
         return {"encoder": self.encoder, "decoder": self.decoder, "optimizer": self.optimizer}
 
     def train_dataset(self, epoch):
-        """Global batches of (images in [0, 1], eps (batch, latent_dim)), eps keyed by (seed, global step)."""
+        """Global batches of (images in [0, 1], eps (batch, latent_dim)), eps keyed by (seed, global step);
+        with --binarize each image's pixels are drawn as Bernoulli(grey level) from the same key, so a new
+        0/1 image each time, the same for any number of replicas and on resume."""
         batches = pipeline.epoch_batches(self.examples, self.num_train, self.global_batch_size,
                                          self.seed, epoch, self.steps_per_epoch)
 
         def with_noise(step, images):
+            if self.binarize:
+                images = pipeline.keyed_bernoulli(images, self.seed, step)
             return images, pipeline.keyed_normal((self.global_batch_size, self.latent_dim), self.seed, step)
 
         return batches.map(with_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def held_out_dataset(self):
-        """The test split in batches of (images, eps), with the same eps every epoch."""
-        dataset = tf.data.Dataset.from_tensor_slices(self.test_images).map(to_unit_range)
+        """The test split in batches of (images, eps), with the same images (fixed_inputs) and eps every epoch."""
+        dataset = tf.data.Dataset.from_tensor_slices(self.held_out_inputs)
         dataset = dataset.batch(self.global_batch_size).enumerate()
 
         def with_noise(index, images):
