@@ -70,7 +70,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "steps_per_epoch": steps_per_epoch,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
-        "machine": {"platform": platform.platform(), "cpus": cpus.usable_cpus(),
+        "machine": {"platform": platform.platform(), "cpu_model": cpus.cpu_model(), "cpus": cpus.usable_cpus(),
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
         "threads": threads,  # TensorFlow's intra-op and inter-op threads in effect (0: its default)
     }

@@ -60,7 +60,7 @@ def test_help_shows_each_recipe_value_beside_the_default():
     flat = " ".join(gan_help.split())
     assert "(default: 128; --arch dcgan: 64)" in flat
     assert "(default: 0.0002; --arch dcgan: 0.001)" in flat
-    assert "--arch dcgan: 480000" in flat
+    assert "--arch dcgan: 240000" in flat
 
 
 @pytest.mark.parametrize("argv,train_size,epochs", [

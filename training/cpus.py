@@ -3,6 +3,7 @@ record as the machine's CPUs. No TensorFlow here (training/cli.py uses it)."""
 
 import math
 import os
+import platform
 
 PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -94,3 +95,18 @@ def quota_in_cpus(quota, period):
     except ValueError:
         return None
     return quota / period if quota > 0 and period > 0 else None
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."), or the architecture where the system does
+    not say. Recorded beside every measured time: the same command ran twice as fast on one 2-core machine
+    of this project's as on another."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

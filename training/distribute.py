@@ -75,7 +75,8 @@ def choose_strategy(name, cpu_replicas):
 def describe_machine():
     """The machine and software a measurement was made with, and the date: for reproduce.py's and the
     bench's reports."""
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": cpus.usable_cpus(),
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpus.cpu_model(),
+            "cpus": cpus.usable_cpus(),
             "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__, "date": datetime.date.today().isoformat()}
 
