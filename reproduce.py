@@ -15,6 +15,7 @@ the figures into docs/figures/, writes docs/results.json and rewrites the result
 """
 
 import concurrent.futures
+import datetime
 import glob
 import json
 import os
@@ -25,7 +26,7 @@ import threading
 import time
 
 from evaluation.spread import spread
-from training import commands  # no TensorFlow: a mistyped command is refused at once
+from training import commands, cpus  # no TensorFlow: a mistyped command is refused at once
 from training import run_dir as run_files
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -225,6 +226,9 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript, seed=None):
               "epochs": config["settings"]["epochs"], "data": config["data"]["source"],
               "training_seconds": round(history["wall_seconds"], 1), "command_seconds": round(command_seconds, 1),
               "samples_per_sec_last_epoch": history["samples_per_sec"],
+              # Each row's own machine and day: a partial rerun (--only) keeps the other rows' results, and
+              # the same command ran twice as fast on one 2-core machine as on another.
+              "measured_on": f"{datetime.date.today().isoformat()}, {cpus.cpu_model()}",
               "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
     result["generated"] = []
     if seed:  # the figures and text are seed 0's
@@ -431,11 +435,13 @@ def summary_table(results, machine_info):
         else:
             measured = (f"held-out {cell(result, 'metrics/held_out_bits_per_char', _decimals(3))} bits/char "
                         f"(perplexity {cell(result, 'metrics/held_out_perplexity')})")
+        measured_on = f" ({result['measured_on']})" if "measured_on" in result else ""
         rows.append(f"| {name}{seeds_note(result, shown)} | `{result['command']}` | {measured} | "
-                    f"{_training_time(result)} |")
+                    f"{_training_time(result)}{measured_on} |")
     rows.append("")
-    rows.append(f"Made by `python reproduce.py` on {machine_info['date']}: {machine_info['cpus']} CPU cores "
-                f"({machine_info['processor']}, {machine_info['gpus']} GPUs), Python {machine_info['python']}, "
+    cpu = machine_info.get("cpu_model", machine_info["processor"])
+    rows.append(f"Made by `python reproduce.py`, last on {machine_info['date']}: {machine_info['cpus']} CPU cores "
+                f"({cpu}, {machine_info['gpus']} GPUs), Python {machine_info['python']}, "
                 f"TensorFlow {machine_info['tensorflow']}, Keras {machine_info['keras']}.")
     return "\n".join(rows)
 

@@ -15,29 +15,35 @@ def digest(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+# The quick run's groups: an image model (the GAN's table, its dcgan row, evaluated over training) and a text
+# model (its table, generated text and figures). The other runs are the same train, evaluate, generate and copy
+# steps on other flags, which their own tests run; leaving them out cuts the test's time by two thirds.
+QUICK_GROUPS = ("dcgan", "transformer")
+
+
 def test_quick_writes_every_artefact_and_leaves_the_committed_ones_alone(tmp_path):
     committed = {name: digest(os.path.join(REPO, "docs", "figures", name))
                  for name in os.listdir(os.path.join(REPO, "docs", "figures"))}
     readme = digest(os.path.join(REPO, "README.md"))
-    result = run_script("reproduce.py", "--quick", "--out", tmp_path / "quick", timeout=900)
+    result = run_script("reproduce.py", "--quick", "--only", ",".join(QUICK_GROUPS), "--out", tmp_path / "quick",
+                        timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
     out = tmp_path / "quick"
-    expected_figures = {target for spec in reproduce.EXPERIMENTS.values() for target in spec["figures"].values()}
+    chosen = {name for name, spec in reproduce.EXPERIMENTS.items()
+              if spec["group"] in QUICK_GROUPS and name not in reproduce.QUICK_SKIPS}
+    expected_figures = {target for name in chosen for target in reproduce.EXPERIMENTS[name]["figures"].values()}
     assert expected_figures <= set(os.listdir(out / "figures"))
     for name in expected_figures:
         assert (out / "figures" / name).stat().st_size > 1000, name
         assert f"figure: {os.path.relpath(out / 'figures' / name, REPO)}" in result.stdout  # says where it went
-    comparison = out / "figures" / reproduce.TEXT_COMPARISON["figure"]  # the LSTM and the Transformer, one run
-    assert comparison.stat().st_size > 1000
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert report["quick"] and set(report["experiments"]) == set(reproduce.EXPERIMENTS) - set(reproduce.QUICK_SKIPS)
-    poems, spring, machine = report["experiments"]["lstm_tang"]["generated"]
-    assert len(poems["text"].splitlines()) == 5 and spring["form_valid_share"] == machine["form_valid_share"] == 1
-    assert spring["text"].startswith("春") and machine["text"].startswith("人")
+    assert report["quick"] and set(report["experiments"]) == chosen
+    generated = report["experiments"]["transformer_pydoc"]["generated"][0]
+    assert generated["text"].startswith('The "with" statement') and len(generated["text"]) > 300
     tables = (out / "results.md").read_text(encoding="utf-8")
-    assert "| dcgan |" in tables and "classifier FID" in tables and "rhyme share of the valid poems" in tables
-    assert "| Transformer | `python train.py transformer --corpus pydoc" in tables
+    assert "| dcgan |" in tables and "classifier FID" in tables
+    assert "`python train.py transformer --corpus pydoc" in tables and "held-out" in tables
     # Nothing committed changed: the quick run writes only under --out.
     assert digest(os.path.join(REPO, "README.md")) == readme
     assert {name: digest(os.path.join(REPO, "docs", "figures", name)) for name in committed} == committed

@@ -49,7 +49,8 @@ def _add_shared_flags(parser, model, image_data=True):
     parser.add_argument("--steps-per-epoch", type=int, default=None,
                         help="stop each epoch after this many steps (a quick dry run); default: the whole split")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seeds weights, shuffling and noise; the same seed gives the same run")
+                        help="seeds weights, shuffling and noise; the same seed gives the same run with the same "
+                             "threads (config.json records them)")
     parser.add_argument("--run-dir", default=None,
                         help=f"where the run is written (default: outputs/{model}/<timestamp>)")
     parser.add_argument("--resume", action="store_true",
