@@ -442,7 +442,10 @@ def summary_table(results, machine_info):
     cpu = machine_info.get("cpu_model", machine_info["processor"])
     rows.append(f"Made by `python reproduce.py`, last on {machine_info['date']}: {machine_info['cpus']} CPU cores "
                 f"({cpu}, {machine_info['gpus']} GPUs), Python {machine_info['python']}, "
-                f"TensorFlow {machine_info['tensorflow']}, Keras {machine_info['keras']}.")
+                f"TensorFlow {machine_info['tensorflow']}, Keras {machine_info['keras']}."
+                + (" Rows with no day and CPU beside their time were measured earlier, on a 2-core machine whose "
+                   "CPU was not recorded." if any("measured_on" not in result for result in results.values())
+                   else ""))
     return "\n".join(rows)
 
 
