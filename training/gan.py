@@ -93,6 +93,12 @@ def standing_statistics(generator, noise_batches):
             norm.momentum = momentum
 
 
+def standing_noise(noise_dim, seed):
+    """The noise batches the averaged generator's standing statistics are measured on, keyed -2, -3, ..."""
+    return [pipeline.keyed_normal((STANDING_BATCH_SIZE, noise_dim), seed, FIXED_NOISE_KEY - 1 - k)
+            for k in range(STANDING_BATCHES)]
+
+
 def binary_cross_entropy(labels, logits):
     """Per-example -[y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))], computed stably from logits."""
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)[:, 0]
@@ -265,23 +271,27 @@ class GanTask(Task):
         for variable, average in zip(self.ema_generator.trainable_variables,
                                      optimizer._model_variables_moving_average):
             variable.assign(average)
-        standing_statistics(self.ema_generator, [
-            pipeline.keyed_normal((STANDING_BATCH_SIZE, self.noise_dim), self.seed, FIXED_NOISE_KEY - 1 - k)
-            for k in range(STANDING_BATCHES)])
+        standing_statistics(self.ema_generator, standing_noise(self.noise_dim, self.seed))
         return self.ema_generator
 
-    def sample_grid(self):
-        """The sampling generator's images for the fixed noise batch, in [0, 1]."""
-        return to_unit_range(self.sampling_generator()(self.fixed_noise, training=False))
+    def sample_grid(self, generator=None):
+        """The sampling generator's (or `generator`'s) images for the fixed noise batch, in [0, 1]."""
+        generator = self.sampling_generator() if generator is None else generator
+        return to_unit_range(generator(self.fixed_noise, training=False))
 
     def end_epoch(self, epoch, history, run_dir):
         """At the epochs is_figure_epoch picks, writes the sample grid, the loss curves and a TensorBoard
         image; at those is_snapshot_epoch picks, a snapshot of the sampling generator's weights."""
-        if self.total_epochs and is_snapshot_epoch(epoch, self.total_epochs):
-            self.save_snapshot(snapshot_path(run_dir, epoch))
-        if self.total_epochs and not is_figure_epoch(epoch, self.total_epochs):
+        snapshot = self.total_epochs and is_snapshot_epoch(epoch, self.total_epochs)
+        figure = not self.total_epochs or is_figure_epoch(epoch, self.total_epochs)
+        if not (snapshot or figure):
             return
-        samples = self.sample_grid()
+        generator = self.sampling_generator()  # once: with --ema it measures its BatchNorm statistics
+        if snapshot:
+            self.save_snapshot(snapshot_path(run_dir, epoch), generator)
+        if not figure:
+            return
+        samples = self.sample_grid(generator)
         figures.save_grid(samples, os.path.join(run_dir, run_files.FIGURES, f"samples_epoch_{epoch:03d}.png"))
         figures.plot_curves(history, [("losses", ["d_loss", "g_loss"]),
                                       ("discriminator outputs", ["d_real", "d_fake"])],
@@ -289,11 +299,11 @@ class GanTask(Task):
                             labels=self.metric_labels)
         tf.summary.image("samples", figures.tile(samples, 10)[np.newaxis, ..., np.newaxis], max_outputs=1)
 
-    def save_snapshot(self, path):
+    def save_snapshot(self, path, generator=None):
         """Saves the sampling generator's weights (about 6 MB for the MLP) to `path`, atomically."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with run_files.atomic_path(path) as partial:
-            self.sampling_generator().save_weights(partial)
+            (self.sampling_generator() if generator is None else generator).save_weights(partial)
 
     def export(self, run_dir):
         """Saves generator.keras (the moving average with --ema), discriminator.keras and the GIF of the

@@ -17,12 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 import datasets  # noqa: E402
-from datasets import pipeline  # noqa: E402
 from evaluation import classifier as digit_classifier  # noqa: E402
 from evaluation import gan as gan_evaluation  # noqa: E402
 from models import gan as gan_models  # noqa: E402
-from training.gan import (FIXED_NOISE_KEY, STANDING_BATCH_SIZE, STANDING_BATCHES, list_snapshots,  # noqa: E402
-                          standing_statistics)
+from training.gan import list_snapshots, standing_noise, standing_statistics  # noqa: E402
 
 
 def measures(two_headed_classifier, generator, reference):
@@ -47,9 +45,7 @@ def main(run_dir, every=12):
             continue
         generator.load_weights(path)
         saved = measures(two_headed_classifier, generator, reference)
-        standing_statistics(generator, [
-            pipeline.keyed_normal((STANDING_BATCH_SIZE, settings["noise_dim"]), settings["seed"],
-                                  FIXED_NOISE_KEY - 1 - k) for k in range(STANDING_BATCHES)])
+        standing_statistics(generator, standing_noise(settings["noise_dim"], settings["seed"]))
         print(f"| {epoch} | {saved} | {measures(two_headed_classifier, generator, reference)} |", flush=True)
 
 
