@@ -12,7 +12,7 @@ import sys
 # progress bar; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training import cli, commands, cpus  # noqa: E402
+from training import cli, commands  # noqa: E402
 from training import run_dir as run_files  # noqa: E402
 from training.task import task_class  # noqa: E402 - each model's Task (training/task.py), which the Trainer runs
 
@@ -58,6 +58,8 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
     import numpy as np
     import tensorflow as tf
 
+    from training import distribute
+
     return {
         "format_version": run_files.FORMAT_VERSION,
         "command": "python train.py " + " ".join(argv),
@@ -70,8 +72,7 @@ def run_config(argv, settings, data, strategy_name, replicas, precision, steps_p
         "steps_per_epoch": steps_per_epoch,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
-        "machine": {"platform": platform.platform(), "cpu_model": cpus.cpu_model(), "cpus": cpus.usable_cpus(),
-                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "machine": distribute.machine(),
         "threads": threads,  # TensorFlow's intra-op and inter-op threads in effect (0: its default)
     }
 

@@ -72,12 +72,16 @@ def choose_strategy(name, cpu_replicas):
     return tf.distribute.MultiWorkerMirroredStrategy(), name
 
 
+def machine():
+    """The machine a run trained on, as config.json records it: its CPU, the CPUs usable, its GPUs."""
+    return {"platform": platform.platform(), "cpu_model": cpus.cpu_model(), "cpus": cpus.usable_cpus(),
+            "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
 def describe_machine():
     """The machine and software a measurement was made with, and the date: for reproduce.py's and the
     bench's reports."""
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpus.cpu_model(),
-            "cpus": cpus.usable_cpus(),
-            "gpus": len(tf.config.list_physical_devices("GPU")), "python": platform.python_version(),
+    return {**machine(), "processor": platform.machine(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__, "date": datetime.date.today().isoformat()}
 
 
