@@ -26,7 +26,7 @@ import threading
 import time
 
 from evaluation.spread import spread
-from training import commands, cpus  # no TensorFlow: a mistyped command is refused at once
+from training import commands  # no TensorFlow: a mistyped command is refused at once
 from training import run_dir as run_files
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -226,9 +226,9 @@ def run_experiment(name, spec, args, runs, figures_dir, transcript, seed=None):
               "epochs": config["settings"]["epochs"], "data": config["data"]["source"],
               "training_seconds": round(history["wall_seconds"], 1), "command_seconds": round(command_seconds, 1),
               "samples_per_sec_last_epoch": history["samples_per_sec"],
-              # Each row's own machine and day: a partial rerun (--only) keeps the other rows' results, and
-              # the same command ran twice as fast on one 2-core machine as on another.
-              "measured_on": f"{datetime.date.today().isoformat()}, {cpus.cpu_model()}",
+              # Each row's own machine (its config.json's) and day: a partial rerun (--only) keeps the other
+              # rows' results, and the same command ran twice as fast on one 2-core machine as on another.
+              "measured_on": f"{datetime.date.today().isoformat()}, {config['machine']['cpu_model']}",
               "metrics": run_files.read_json(os.path.join(run_dir, "metrics.json"))}
     result["generated"] = []
     if seed:  # the figures and text are seed 0's
