@@ -92,6 +92,14 @@ EXPERIMENTS = {
                   "generate": [["--poems", "5", "--temperature", "0.8", "--seed", "1"],
                                ["--acrostic", "春夏秋冬", "--temperature", "0.8", "--seed", "1"],
                                ["--acrostic", "人工智能", "--form", "5x4", "--temperature", "0.8", "--seed", "1"]]},
+    # The Transformer on the Tang poems (its recipe for them), measured beside the LSTM's lstm_tang.
+    "transformer_tang": {"group": "transformer", "train": ["transformer", "--corpus", "tang"], "evaluate": [],
+                         "quick_evaluate": ["--poems", "20"],
+                         "generate": [["--poems", "5", "--temperature", "0.8", "--seed", "1"],
+                                      ["--acrostic", "春夏秋冬", "--temperature", "0.8", "--seed", "1"],
+                                      ["--acrostic", "人工智能", "--form", "5x4", "--temperature", "0.8",
+                                       "--seed", "1"]],
+                         "figures": {}},
     "transformer_pydoc": {"group": "transformer", "train": ["transformer", "--corpus", "pydoc"], "evaluate": [],
                           "figures": {"figures/losses.png": "transformer_curves.png",
                                       "figures/attention.png": "transformer_attention.png"},
@@ -389,33 +397,48 @@ def vae_table(results):
     return experiments_table(results, header, labels, cells)
 
 
-def verse_table(result):
-    """The Tang poems' measures (evaluate.py), the model's beside the real held-out poems' and the targets."""
-    verse = result["metrics"]["verse"]
+# The Tang poems' runs, measured side by side (evaluate.py's verse measures), in the table's column order.
+VERSE_RUNS = {"LSTM": "lstm_tang", "Transformer": "transformer_tang"}
+
+
+def verse_table(results):
+    """The Tang poems' measures (evaluate.py): each text model's beside the real held-out poems' and the targets."""
+    runs = {label: results[name] for label, name in VERSE_RUNS.items()
+            if "verse" in results.get(name, {}).get("metrics", {})}
+    first = next(iter(runs.values()))
+    verse = first["metrics"]["verse"]
     real = verse["real_held_out"]
-    constrained = [generated["form_valid_share"] for generated in result["generated"]
-                   if "--form" in generated["command"] or "--acrostic" in generated["command"]]
     entropy = verse["unigram_entropy_bits"]
 
-    def model(name):
-        return cell(result, f"metrics/verse/model/{name}", _percent)
+    def constrained(result):
+        shares = [generated["form_valid_share"] for generated in result.get("generated", [])
+                  if "--form" in generated["command"] or "--acrostic" in generated["command"]]
+        return ", ".join(_percent(share) for share in shares) or "-"
 
-    rows = [f"| `{result['command']}` ({_training_time(result)} of training)"
-            f"{seeds_note(result, result.get('seeds', 1) > 1)}, {verse['poems']} poems at temperature "
-            f"{verse['temperature']} | model | real held-out poems | target |",
-            "| --- | --- | --- | --- |",
-            f"| form-valid (4 or 8 clauses, all of 5 or all of 7 characters) | {model('form_valid_share')} "
-            f"| {_percent(real['form_valid_share'])} | >= 95% |",
-            f"| form-valid with `--form` / `--acrostic` (the poems below) | "
-            f"{', '.join(_percent(share) for share in constrained) or '-'} | | 100% |",
-            f"| rhyme share of the valid poems (even clauses, 十三辙) | {model('rhyme_share_of_valid')} | "
-            f"{_percent(real['rhyme_share_of_valid'])} | >= 80% of the real share: "
-            f"{_percent(0.8 * real['rhyme_share_of_valid'])} |",
-            f"| novel clauses (in no training poem) | {model('novel_clause_share')} | "
-            f"{_percent(real['novel_clause_share'])} | >= 85% |",
-            f"| distinct poems | {model('distinct_share')} | {_percent(real['distinct_share'])} | 100% |",
-            f"| held-out bits per character | {cell(result, 'metrics/held_out_bits_per_char', _decimals(3))} | "
-            f"unigram entropy {entropy:.3f} | <= {entropy - 1.5:.3f} |"]
+    def row(measure, cells, real_cell, target):
+        return "| " + " | ".join([measure, *cells, real_cell, target]) + " |"
+
+    def each(path, form=_percent):
+        return [cell(result, f"metrics/{path}", form) for result in runs.values()]
+
+    shown = any(result.get("seeds", 1) > 1 for result in runs.values())
+    rows = [row(f"{verse['poems']} poems at temperature {verse['temperature']}", list(runs), "real held-out poems",
+                "target"),
+            "|" + " --- |" * (len(runs) + 3),
+            row("run", [f"`{result['command']}` ({_training_time(result)} of training){seeds_note(result, shown)}"
+                        for result in runs.values()], "", ""),
+            row("form-valid (4 or 8 clauses, all of 5 or all of 7 characters)", each("verse/model/form_valid_share"),
+                _percent(real["form_valid_share"]), ">= 95%"),
+            row("form-valid with `--form` / `--acrostic` (the poems below)",
+                [constrained(result) for result in runs.values()], "", "100%"),
+            row("rhyme share of the valid poems (even clauses, 十三辙)", each("verse/model/rhyme_share_of_valid"),
+                _percent(real["rhyme_share_of_valid"]),
+                f">= 80% of the real share: {_percent(0.8 * real['rhyme_share_of_valid'])}"),
+            row("novel clauses (in no training poem)", each("verse/model/novel_clause_share"),
+                _percent(real["novel_clause_share"]), ">= 85%"),
+            row("distinct poems", each("verse/model/distinct_share"), _percent(real["distinct_share"]), "100%"),
+            row("held-out bits per character", each("held_out_bits_per_char", _decimals(3)),
+                f"unigram entropy {entropy:.3f}", f"<= {entropy - 1.5:.3f}")]
     return "\n".join(rows)
 
 
@@ -494,15 +517,15 @@ def replace_between_markers(text, name, content):
 def write_tables(results, machine_info, out, update_pages):
     """results.md under `out`; with update_pages, the tables between markers in every page (see pages())."""
     tables = {"summary": summary_table(results, machine_info), "gan": gan_table(results), "vae": vae_table(results)}
-    for name in ("lstm_pydoc", "lstm_tang", "transformer_pydoc"):
+    for name in ("lstm_pydoc", "lstm_tang", "transformer_pydoc", "transformer_tang"):
         generated = results.get(name, {}).get("generated") or []
         generated = [generated] if isinstance(generated, dict) else generated  # results.json before the poems
         if generated:
             key = name.split("_")[1] if name.startswith("lstm_") else name  # the LSTM's keep their old names
             tables[key] = "\n\n".join(f"`{one['command']}`:\n\n```\n{one['text']}\n```"
                                                       for one in generated)
-    if "verse" in results.get("lstm_tang", {}).get("metrics", {}):
-        tables["verse"] = verse_table(results["lstm_tang"])
+    if any("verse" in results.get(name, {}).get("metrics", {}) for name in VERSE_RUNS.values()):
+        tables["verse"] = verse_table(results)
     if all(name in results for name in TEXT_COMPARISON["runs"].values()):
         tables["text_comparison"] = text_comparison_table(results)
     path = os.path.join(out, "results.md")

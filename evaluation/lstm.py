@@ -62,7 +62,7 @@ def measure_text_model(run_dir, config, data, seed, vocabulary, model, poems=ver
         sections.append(f"=== temperature {temperature}, seed {seed} ===\n{prompt + vocabulary.decode(ids)}\n")
     run_files.write_atomic(os.path.join(run_dir, "evaluation_samples.txt"), "\n".join(sections))
     plot_curves(run_files.read_history(run_dir), os.path.join(run_dir, run_files.FIGURES, "losses.png"),
-                task_type.curves_title)
+                task_type.curves_title, sampled=bool(settings.get("sampled_softmax")))
     metrics = {
         "model": settings["model"],
         "corpus": data.source,

@@ -33,8 +33,14 @@ def text_logits(model, ids, training=False, chains=None):
     """The text generator's logits for ids (batch, time), as model(ids, training) gives them, each LSTM layer
     run as lstm_sequence on its own weights, its rows in `chains` groups (default SEQUENCE_CHAINS); the same
     results up to float rounding."""
+    return model.get_layer("logits")(text_features(model, ids, training, chains))
+
+
+def text_features(model, ids, training=False, chains=None):
+    """What the text generator's output layer reads for ids (batch, time): its last LSTM's (or dropout's)
+    output, computed as text_logits does."""
     x = ids
-    for layer in model.layers[1:]:  # the builder's chain: embedding, then LSTM (and dropout) per layer, logits
+    for layer in model.layers[1:-1]:  # the builder's chain: embedding, then LSTM (and dropout) per layer
         if isinstance(layer, keras.layers.LSTM):
             _check_fusable(layer)
             cell = layer.cell

@@ -24,10 +24,13 @@ TINY_VAE = ["vae", "--data", "mnist-5k", "--batch-size", "32", "--steps-per-epoc
 TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8", "--seq-len", "20", "--batch-size",
              "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
              "--learning-rate", "0.01", "--clip-norm", "0.05"]
-# A tiny Transformer: 2 blocks of width 16 over windows of 16 characters, warming up over 5 steps.
+# A tiny Transformer: 2 blocks of width 16 over windows of 16 characters, warming up over 5 steps, trained on
+# the sampled softmax (training/sampled_softmax.py), so the text tests train on both losses: the LSTM's full
+# softmax, the Transformer's sampled (resume, 2 replicas, mixed precision and XLA, held-out bits falling).
 TINY_TRANSFORMER = ["transformer", "--corpus", "pydoc", "--context", "16", "--d-model", "16", "--heads", "2",
                     "--layers", "2", "--batch-size", "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
-                    "--learning-rate", "0.01", "--clip-norm", "0.05", "--warmup-steps", "5"]
+                    "--learning-rate", "0.01", "--clip-norm", "0.05", "--warmup-steps", "5",
+                    "--sampled-softmax", "32"]
 
 
 def offline_env(tmp_path):

@@ -211,6 +211,9 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
         assert_refused(refused(train_script.main, "lstm", "--corpus", path, "--run-dir", tmp_path / name), expected)
     assert_refused(refused(train_script.main, "lstm", "--seq-len", "0"), "--seq-len must be 1 or more")
     assert_refused(refused(train_script.main, "lstm", "--clip-norm", "-1"), "--clip-norm must be 0 or more")
+    assert_refused(refused(train_script.main, "lstm", "--sampled-softmax", "-1"), "--sampled-softmax must be 0 or more")
+    assert_refused(refused(train_script.main, *TINY_LSTM, "--sampled-softmax", "100000", "--run-dir", tmp_path / "s"),
+                   "--sampled-softmax 100000 must be from 1 to the vocabulary's size less one")
     assert_refused(refused(train_script.main, "lstm", "--data", "mnist"), "unrecognized arguments: --data")
     assert_refused(refused(generate.main, tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
     assert_refused(refused(generate.main, tiny_lstm_run, "--length", "-1"),

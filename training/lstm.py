@@ -28,6 +28,7 @@ is read on its own window: the targets after its closing "\n" weigh 0, so every 
 import math
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -36,6 +37,7 @@ from datasets.text import LINE_END, CorpusError, Vocabulary
 from models import fused_lstm
 from models import lstm as lstm_models
 from training import figures, loop, optimizers
+from training.sampled_softmax import SampledSoftmax
 from training import run_dir as run_files
 from training.task import Task
 
@@ -172,6 +174,13 @@ class LstmTask(Task):
             raise ValueError(f"--batch-size {self.global_batch_size} is more than the {self.num_windows} "
                              f"training sequences of {self.seq_len} characters; use a smaller --batch-size")
         self.clip_norm = settings["clip_norm"]
+        # --sampled-softmax N: the step's loss scores each position against N drawn characters, not all of them.
+        self.sampled_softmax = None
+        if settings.get("sampled_softmax"):
+            self.sampled_softmax = SampledSoftmax(self.train_ids, len(self.vocabulary), settings["sampled_softmax"],
+                                                  self.seed)
+            # Its loss is not the cross-entropy (it is the softmax over the drawn characters): said so in the bar.
+            self.metric_labels = {"loss": "sampled loss", "bits_per_char": "sampled bits"}
         with strategy.scope():
             self.model = self.build_model(settings)
             self.optimizer = optimizers.build(settings, self.steps_per_epoch, mixed_precision)
@@ -196,6 +205,28 @@ class LstmTask(Task):
         if self.use_fused_lstm:
             return fused_lstm.text_logits(self.model, ids, training=training, chains=self.lstm_chains)
         return self.model(ids, training=training)
+
+    def features(self, ids, training=False):
+        """What the output layer reads, (batch, time, width), for ids (batch, time): logits() but its last layer."""
+        if self.use_fused_lstm:
+            return fused_lstm.text_features(self.model, ids, training=training, chains=self.lstm_chains)
+        if not hasattr(self, "feature_model"):
+            self.feature_model = keras.Model(self.model.inputs, self.model.get_layer("logits").input)
+        return self.feature_model(ids, training=training)
+
+    def output_weights(self):
+        """(kernel (vocab, width), bias (vocab,)) of the output layer: logits = features kernel^T + bias."""
+        output = self.model.get_layer("logits")
+        return tf.transpose(output.kernel), output.bias
+
+    def training_loss(self, ids, targets):
+        """The loss a step minimises at each position, (batch, time) nats: the cross-entropy of the full softmax,
+        or with --sampled-softmax its estimate from drawn characters (training/sampled_softmax.py)."""
+        if self.sampled_softmax is None:
+            return cross_entropy(targets, self.logits(ids, training=True))
+        kernel, bias = self.output_weights()
+        return self.sampled_softmax.loss(self.features(ids, training=True), targets, kernel, bias,
+                                         self.optimizer.iterations)
 
     @staticmethod
     def make_sampler(model):
@@ -235,8 +266,7 @@ class LstmTask(Task):
         """One optimizer step on this replica's sequences; the loss averages every position."""
         ids, targets = inputs
         with tf.GradientTape() as tape:
-            logits = self.logits(ids, training=True)
-            per_sequence = tf.reduce_mean(cross_entropy(targets, logits), axis=1)
+            per_sequence = tf.reduce_mean(self.training_loss(ids, targets), axis=1)
             loss = loop.global_mean(per_sequence, self.global_batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
@@ -275,7 +305,8 @@ class LstmTask(Task):
         text = self.sample(SAMPLE_LENGTH, SAMPLE_TEMPERATURE, seed=self.seed)
         with open(os.path.join(run_dir, "samples.txt"), "a", encoding="utf-8") as handle:
             handle.write(f"=== epoch {epoch}, temperature {SAMPLE_TEMPERATURE} ===\n{text}\n\n")
-        plot_curves(history, os.path.join(run_dir, run_files.FIGURES, "losses.png"), self.curves_title)
+        plot_curves(history, os.path.join(run_dir, run_files.FIGURES, "losses.png"), self.curves_title,
+                    sampled=self.sampled_softmax is not None)
         tf.summary.text("sample", text)
 
     def export(self, run_dir):
@@ -285,9 +316,11 @@ class LstmTask(Task):
             self.model.save(partial)
 
 
-def plot_curves(history, path, title="LSTM training"):
-    """Loss (nats/char) and bits per character per epoch, train beside held-out."""
+def plot_curves(history, path, title="LSTM training", sampled=False):
+    """Loss (nats/char) and bits per character per epoch, train beside held-out; a sampled softmax's training
+    loss is said to be one (it is lower than the full softmax's, which held-out always is)."""
     panels = [("loss (nats per character)", ["loss", "test_loss"]),
               ("bits per character", ["bits_per_char", "test_bits_per_char"])]
-    labels = {column: ("held-out" if column.startswith("test_") else "train") for _, pair in panels for column in pair}
+    train = "train (sampled softmax)" if sampled else "train"
+    labels = {column: ("held-out" if column.startswith("test_") else train) for _, pair in panels for column in pair}
     figures.plot_curves(history, panels, path, title=title, labels=labels)

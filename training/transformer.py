@@ -9,6 +9,9 @@ every position is scored on the character after it, as in the LSTM:
     targets  h  e     c  a  t
 """
 
+import keras
+import tensorflow as tf
+
 from models import transformer as transformer_models
 from training.lstm import LstmTask
 
@@ -27,6 +30,18 @@ class TransformerTask(LstmTask):
 
     def logits(self, ids, training=False):
         return self.model(ids, training=training)
+
+    def features(self, ids, training=False):
+        if not hasattr(self, "feature_model"):
+            self.feature_model = keras.Model(self.model.inputs, self.model.get_layer("final_norm").output)
+        return self.feature_model(ids, training=training)
+
+    def output_weights(self):
+        """Tied: the token embedding's table, no bias (models/transformer.py: TiedEmbedding); else the Dense's."""
+        if any(layer.name == "logits" for layer in self.model.layers):
+            return super().output_weights()
+        table = self.model.get_layer("token_embedding").embeddings
+        return table, tf.zeros(table.shape[:1], table.dtype)
 
     @staticmethod
     def make_sampler(model):
