@@ -62,7 +62,7 @@ class SampledSoftmax:
         target_logits = tf.reduce_sum(h * tf.gather(kernel, labels), axis=-1) + tf.gather(corrected_bias, labels)
         drawn_logits = tf.matmul(h, tf.gather(kernel, sampled), transpose_b=True) + tf.gather(corrected_bias, sampled)
         # A drawn character that is the position's own target is no competitor of it (an "accidental hit"): its
-        # logit goes to the lowest float, as TensorFlow's function does.
+        # logit goes to the lowest float, every time it was drawn (TensorFlow's function does it to one of them).
         hits = tf.equal(labels[:, tf.newaxis], sampled[tf.newaxis, :])
         drawn_logits = tf.where(hits, tf.float32.min, drawn_logits)
         # -log softmax over (target, drawn characters), the target first.
