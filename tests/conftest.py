@@ -30,7 +30,7 @@ TINY_LSTM = ["lstm", "--corpus", "pydoc", "--units", "32", "--embedding-dim", "8
 TINY_TRANSFORMER = ["transformer", "--corpus", "pydoc", "--context", "16", "--d-model", "16", "--heads", "2",
                     "--layers", "2", "--batch-size", "16", "--steps-per-epoch", "25", "--seed", "2", "--quiet",
                     "--learning-rate", "0.01", "--clip-norm", "0.05", "--warmup-steps", "5",
-                    "--sampled-softmax", "32"]
+                    "--sampled-softmax", "64"]
 
 
 def offline_env(tmp_path):

@@ -74,6 +74,8 @@ def test_the_kv_cache_gives_the_distribution_of_recomputing_the_rule_s_window(mo
 def test_a_short_training_lowers_held_out_bits_and_the_export_loads_in_safe_mode(tiny_transformer_run):
     import keras
 
+    import models.transformer  # noqa: F401 (registers the model's own layers, as generate.py's import does)
+
     history = read_history(tiny_transformer_run)
     assert history[-1]["test_bits_per_char"] < math.log2(103) - 1.5, history  # from ~6.7 bits for 103 characters
     assert history[-1]["test_bits_per_char"] < history[0]["test_bits_per_char"]

@@ -271,6 +271,12 @@ class LstmTask(Task):
             scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
+        if self.sampled_softmax is not None:
+            # The sampled loss gathers the drawn characters' rows of the output layer: their gradients come as
+            # slices, the same draw once per replica. The norm the clipping measures is that of the slices' values,
+            # so it would change with the number of replicas; summed into dense gradients it is the same on any.
+            gradients = [tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+                         for gradient in gradients]
         # The optimizer clips the gradients once it has summed them over replicas; where this Keras does not let
         # it (optimizers.build said so), the step clips them here, which sums them over replicas once more.
         if self.clip_norm and not optimizers.clips_summed_gradients(self.optimizer):
