@@ -57,6 +57,34 @@ def test_quick_never_writes_over_the_committed_figures(tmp_path):
     assert_refused(run_script("reproduce.py", "--seeds", "0", "--out", tmp_path), "--seeds must be 1 or more, got 0")
 
 
+def test_the_verse_table_puts_each_text_model_beside_the_real_poems():
+    """Given numbers: a column per Tang run that has verse measures (in VERSE_RUNS' order), the real poems' and
+    the targets beside them, the constrained shares from the run's --form/--acrostic commands."""
+    def tang_result(model, form_valid, rhyme, bits, seconds):
+        real = {"form_valid_share": 1.0, "rhyme_share_of_valid": 0.792, "novel_clause_share": 0.912,
+                "distinct_share": 1.0}
+        model_measures = {"form_valid_share": form_valid, "rhyme_share_of_valid": rhyme, "novel_clause_share": 1.0,
+                          "distinct_share": 1.0}
+        return {"command": f"python train.py {model} --corpus tang", "training_seconds": seconds, "epochs": 4,
+                "metrics": {"held_out_bits_per_char": bits,
+                            "verse": {"poems": 500, "temperature": 1.0, "unigram_entropy_bits": 9.387,
+                                      "real_held_out": real, "model": model_measures}},
+                "generated": [{"command": "python generate.py RUN_DIR --poems 5", "form_valid_share": 0.6},
+                              {"command": "python generate.py RUN_DIR --acrostic 春夏秋冬", "form_valid_share": 1.0}]}
+
+    both = reproduce.verse_table({"transformer_tang": tang_result("transformer", 0.982, 0.053, 7.422, 580),
+                                  "lstm_tang": tang_result("lstm", 0.964, 0.056, 6.593, 500)})
+    lines = both.splitlines()
+    assert lines[0] == "| 500 poems at temperature 1.0 | LSTM | Transformer | real held-out poems | target |"
+    assert "`python train.py lstm --corpus tang` (500 s of training)" in lines[2]
+    assert "| 96.4% | 98.2% | 100.0% | >= 95% |" in lines[3]
+    assert "| 100.0% | 100.0% |  | 100% |" in lines[4]  # the acrostic's share; --poems is no constraint
+    assert "| 5.6% | 5.3% | 79.2% | >= 80% of the real share: 63.4% |" in lines[5]
+    assert "| 6.593 | 7.422 | unigram entropy 9.387 | <= 7.887 |" in lines[-1]
+    alone = reproduce.verse_table({"lstm_tang": tang_result("lstm", 0.964, 0.056, 6.593, 500)})
+    assert alone.splitlines()[0] == "| 500 poems at temperature 1.0 | LSTM | real held-out poems | target |"
+
+
 def test_seeds_give_each_measure_its_mean_spread_and_the_rows_their_seed_count():
     """--seeds N on given numbers: combine_seeds keeps seed 0's run and adds the spread of every measure; the
     tables write mean ± std [min, max] and say how many seeds each row had. One seed: the result as it was."""
