@@ -185,6 +185,8 @@ class LstmTask(Task):
             self.model = self.build_model(settings)
             self.optimizer = optimizers.build(settings, self.steps_per_epoch, mixed_precision)
             self.optimizer.build(self.model.trainable_variables)  # slots made in the strategy's scope
+        # The sampled loss reads what the output layer reads: the model up to it, sharing its layers.
+        self.feature_model = keras.Model(self.model.inputs, self.feature_tensor()) if self.sampled_softmax else None
         self.sampler = None
 
     @property
@@ -206,12 +208,14 @@ class LstmTask(Task):
             return fused_lstm.text_logits(self.model, ids, training=training, chains=self.lstm_chains)
         return self.model(ids, training=training)
 
+    def feature_tensor(self):
+        """The model's tensor that its output layer reads (for feature_model)."""
+        return self.model.get_layer("logits").input
+
     def features(self, ids, training=False):
         """What the output layer reads, (batch, time, width), for ids (batch, time): logits() but its last layer."""
         if self.use_fused_lstm:
             return fused_lstm.text_features(self.model, ids, training=training, chains=self.lstm_chains)
-        if not hasattr(self, "feature_model"):
-            self.feature_model = keras.Model(self.model.inputs, self.model.get_layer("logits").input)
         return self.feature_model(ids, training=training)
 
     def output_weights(self):

@@ -9,7 +9,6 @@ every position is scored on the character after it, as in the LSTM:
     targets  h  e     c  a  t
 """
 
-import keras
 import tensorflow as tf
 
 from models import transformer as transformer_models
@@ -31,9 +30,10 @@ class TransformerTask(LstmTask):
     def logits(self, ids, training=False):
         return self.model(ids, training=training)
 
+    def feature_tensor(self):
+        return self.model.get_layer("final_norm").output
+
     def features(self, ids, training=False):
-        if not hasattr(self, "feature_model"):
-            self.feature_model = keras.Model(self.model.inputs, self.model.get_layer("final_norm").output)
         return self.feature_model(ids, training=training)
 
     def output_weights(self):
