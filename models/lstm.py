@@ -12,19 +12,27 @@ same layers faster with models/fused_lstm.py; the model and its weights are thes
 import keras
 import tensorflow as tf
 
-from models import sampling
+from models import pinyin, sampling
 
 
-def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, dropout=0.0):
-    """ids (batch, time) int -> next-character logits (batch, time, vocab_size), for any length of time."""
+def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, dropout=0.0, sounds=None):
+    """ids (batch, time) int -> next-character logits (batch, time, vocab_size), for any length of time.
+    With `sounds` (models/pinyin.py's table for the vocabulary), the embedding and the output layer also read
+    each character's pinyin finals and tones."""
     ids = keras.Input((None,), dtype="int32", name="ids")
-    x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)
+    if sounds is None:
+        x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)
+    else:
+        x = pinyin.SoundEmbedding(vocab_size, embedding_dim, sounds, name="embedding")(ids)
     for index in range(layers):
         x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{index + 1}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
     # float32 logits keep the softmax exact under a mixed_float16 policy.
-    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
+    if sounds is None:
+        logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
+    else:
+        logits = pinyin.SoundLogits(vocab_size, sounds, dtype="float32", name="logits")(x)
     model = keras.Model(ids, logits, name="text_generator")
     assert model.output_shape == (None, None, vocab_size)
     return model

@@ -180,6 +180,7 @@ def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
     assert len(vocabulary) == 6668 and "月" in vocabulary
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     assert config["data"]["one_per_line"] and config["settings"]["recipe"] == "tang"
+    assert config["settings"]["pinyin"] and config["settings_from"]["pinyin"] == "recipe"  # models/pinyin.py's layers
     generated = run_in_process(generate.main, run_dir, "--prompt", "床前明月光", "--length", 30, capsys=capsys)
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.startswith("床前明月光") and set(generated.stdout.strip()) <= set(vocabulary)
@@ -258,7 +259,8 @@ def test_an_empty_share_of_the_last_held_out_batch_adds_nothing():
 
 def test_mixed_precision_and_xla_steps_run_and_stay_finite():
     """The GPU paths on the CPU, in-process: mixed_float16 with loss scaling (float32 logits, clipping
-    measured on unscaled gradients), and the step compiled with XLA (--jit)."""
+    measured on unscaled gradients), and the step compiled with XLA (--jit); with --pinyin's layers."""
     from training.lstm import LstmTask
 
-    assert len(list(text_tasks_under_mixed_precision_and_xla(LstmTask, TINY_LSTM + ["--clip-norm", "0.5"]))) == 2
+    flags = TINY_LSTM + ["--clip-norm", "0.5", "--pinyin"]
+    assert len(list(text_tasks_under_mixed_precision_and_xla(LstmTask, flags))) == 2

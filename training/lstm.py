@@ -36,6 +36,7 @@ from datasets import pipeline
 from datasets.text import LINE_END, CorpusError, Vocabulary
 from models import fused_lstm
 from models import lstm as lstm_models
+from models import pinyin
 from training import figures, loop, optimizers
 from training.sampled_softmax import SampledSoftmax
 from training import run_dir as run_files
@@ -199,8 +200,9 @@ class LstmTask(Task):
         # The same layers computed faster on a CPU (models/fused_lstm.py), unless --no-fused-lstm or a GPU.
         self.use_fused_lstm = fused_lstm.use_fused_lstm(settings.get("fused_lstm", True))
         self.lstm_chains = settings.get("lstm_chains", fused_lstm.SEQUENCE_CHAINS)
+        sounds = pinyin.sound_table(self.vocabulary.chars) if settings.get("pinyin") else None
         return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
-                                                settings["layers"], settings["dropout"])
+                                                settings["layers"], settings["dropout"], sounds)
 
     def logits(self, ids, training=False):
         """Next-character logits (batch, time, vocab) of ids (batch, time), as model(ids) gives them."""

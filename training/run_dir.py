@@ -228,6 +228,8 @@ def load_exported_model(run_dir, config, name, vocabulary_size=None):
 
     if config["settings"]["model"] == "transformer":
         import models.transformer  # noqa: F401 - registers the layers of its own that its file names
+    if config["settings"].get("pinyin"):
+        import models.pinyin  # noqa: F401 - as above
 
     path = os.path.join(run_dir, name)
     try:
