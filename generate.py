@@ -22,7 +22,7 @@ from training import run_dir as run_files  # noqa: E402
 TEXT_EXPORTS = ("model.keras", "vocab.json")
 EXPORTS = {"gan": ("generator.keras",), "vae": ("decoder.keras",), **{model: TEXT_EXPORTS for model in TEXT_MODELS}}
 TEXT_RUNS = " and ".join(TEXT_MODELS)
-TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p", "poems", "form", "acrostic")
+TEXT_FLAGS = ("prompt", "length", "temperature", "top_k", "top_p", "poems", "form", "acrostic", "jit")
 POEM_FLAGS = ("poems", "form", "acrostic")  # for runs on one poem (document) a line
 IMAGE_FLAGS = ("n", "out")
 MAX_DIGITS = 10_000  # a grid of 100 x 100 digits; more would only exhaust memory
@@ -53,6 +53,9 @@ def build_parser():
     parser.add_argument("--acrostic", default=None,
                         help="text runs on one poem a line: 藏头诗, clause k starts with the k-th character given "
                              "(the form defaults to 7x4, or 7x8 for 5 to 8 characters)")
+    parser.add_argument("--jit", action="store_true", default=None,
+                        help="text: compile the whole sampling loop with XLA: some seconds to compile, then faster "
+                             "per character; the same seed gives another text than without it (models/sampling.py)")
     parser.add_argument("--n", type=int, default=None, help="gan/vae: how many digits (default 64)")
     parser.add_argument("--out", default=None, help="gan/vae: the PNG to write (default: RUN_DIR/generated.png)")
     return parser
@@ -150,10 +153,11 @@ def generate_text(args, config):
     sampler = task_class(config["settings"]["model"]).make_sampler(model)
     if args.poems is not None:
         poems = sample_poems(sampler, vocabulary, args.poems, args.form, args.acrostic, args.temperature,
-                             top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, max_length=args.length)
+                             top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, max_length=args.length,
+                             jit=bool(args.jit))
         return "\n".join(poems)
     ids = sampler.generate(prompt_ids, args.length, args.temperature, top_k=args.top_k or 0, top_p=args.top_p,
-                           seed=args.seed)
+                           seed=args.seed, jit=bool(args.jit))
     return prompt + vocabulary.decode(ids)
 
 

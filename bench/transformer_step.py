@@ -16,6 +16,7 @@ Generation of --length characters after a one-character prompt, same trained wei
 
 import os
 import time
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,20 +36,31 @@ def keras_io_runner(settings, data, steps_per_epoch):
     return text_fit_runner(model, settings, data, steps_per_epoch, settings["context"])
 
 
+GENERATION_REPEATS = 5
+
+
 def generation_speed(model, data, length):
-    """Characters/s generating `length` characters with the KV cache and by recomputing each window."""
+    """Characters/s generating `length` characters with the KV cache and by recomputing each window, in the
+    plain graph and compiled with XLA (jit): the median of GENERATION_REPEATS timed calls after a first call of
+    the same length that traces it."""
     prompt_ids = data.vocabulary.encode("\n")
-    seconds = {}
-    for name, sampler in (("cache", transformer_models.TransformerSampler(model)),
-                          ("recompute", transformer_models.WindowRecomputingSampler(model))):
-        sampler.generate(prompt_ids, 10, seed=0)  # traces
-        started = time.perf_counter()
-        sampler.generate(prompt_ids, length, seed=0)
-        seconds[name] = time.perf_counter() - started
-    return {"length": length, "context": transformer_models.context_of(model),
-            "cache_chars_per_sec": round(length / seconds["cache"], 1),
-            "recompute_chars_per_sec": round(length / seconds["recompute"], 1),
-            "ratio": round(seconds["recompute"] / seconds["cache"], 2)}
+    result = {"length": length, "context": transformer_models.context_of(model)}
+    for jit in (False, True):
+        seconds = {}
+        for name, sampler in (("cache", transformer_models.TransformerSampler(model)),
+                              ("recompute", transformer_models.WindowRecomputingSampler(model))):
+            sampler.generate(prompt_ids, length, seed=0, jit=jit)  # traces (and with jit compiles)
+            timed = []
+            for seed in range(1, 1 + GENERATION_REPEATS):
+                started = time.perf_counter()
+                sampler.generate(prompt_ids, length, seed=seed, jit=jit)
+                timed.append(time.perf_counter() - started)
+            seconds[name] = float(np.median(timed))
+        suffix = "_jit" if jit else ""
+        result.update({f"cache_chars_per_sec{suffix}": round(length / seconds["cache"], 1),
+                       f"recompute_chars_per_sec{suffix}": round(length / seconds["recompute"], 1),
+                       f"ratio{suffix}": round(seconds["recompute"] / seconds["cache"], 2)})
+    return result
 
 
 def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
@@ -65,7 +77,9 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
         keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
     generation = generation_speed(trained_task.model, data, length)
     print(f"  generating {length} characters: with the KV cache {generation['cache_chars_per_sec']:.0f} chars/s, "
-          f"recomputing the window {generation['recompute_chars_per_sec']:.0f}: {generation['ratio']:.1f}x")
+          f"recomputing the window {generation['recompute_chars_per_sec']:.0f}: {generation['ratio']:.1f}x; compiled "
+          f"with XLA {generation['cache_chars_per_sec_jit']:.0f} against {generation['recompute_chars_per_sec_jit']:.0f}: "
+          f"{generation['ratio_jit']:.1f}x")
     return {"command": "python train.py transformer --corpus pydoc", "unit": "chars", "d_model": settings["d_model"],
             "layers": settings["layers"], "heads": settings["heads"], "context": settings["context"],
             "batch_size": settings["batch_size"], "jit": settings["jit"], "corpus": data.source, "epochs": epochs,

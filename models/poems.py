@@ -81,7 +81,7 @@ def form_bias(vocabulary, form, acrostic=""):
 
 
 def sample_poems(sampler, vocabulary, count, form=None, acrostic=None, temperature=1.0, top_k=0, top_p=1.0,
-                 seed=0, max_length=FREE_POEM_MAX_LENGTH):
+                 seed=0, max_length=FREE_POEM_MAX_LENGTH, jit=False):
     """`count` poems (str, without their line end) from any models.sampling.Sampler, all drawn at once as
     rows from the line-end prompt. Free without form or acrostic (each poem ends at the first line end
     drawn, or after max_length characters); else in `form` (default for an acrostic: acrostic_form)."""
@@ -90,5 +90,5 @@ def sample_poems(sampler, vocabulary, count, form=None, acrostic=None, temperatu
     bias = None if form is None else form_bias(vocabulary, form, acrostic or "")
     length = max_length if bias is None else len(bias)
     ids = sampler.generate(vocabulary.encode(LINE_END), length, temperature, top_k=top_k, top_p=top_p, seed=seed,
-                           rows=count, bias=bias)
+                           rows=count, bias=bias, jit=jit)
     return [vocabulary.decode(row).split(LINE_END, 1)[0] for row in ids]

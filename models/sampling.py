@@ -10,6 +10,12 @@ keys and values per layer (its KV cache). Sampler.generate runs the loop around 
 is drawn from softmax(logits / temperature), optionally kept to the top-k most likely characters and to the
 nucleus (top-p), and optionally constrained by a per-position bias (0 allows a character, -inf forbids it),
 which is how poem forms place their punctuation. Several rows sample at once from the same prompt.
+
+generate(..., jit=True) compiles the whole loop with XLA into one program (generate.py --jit): each step's dozens of
+small ops become a few fused kernels, where the plain graph dispatches every op on its own. XLA needs every
+shape known, so the length, top-k and number of rows become constants of the program (one compilation, of some
+seconds, per new value or prompt length), and its random numbers differ from the plain graph's: the same seed
+gives the same text with the same `jit`, another text with the other.
 """
 
 import numpy as np
@@ -53,6 +59,8 @@ class Sampler:
         self._generate = tf.function(self._generate_ids, input_signature=spec)
         self._next_logits = tf.function(lambda prompt_ids: self.start(prompt_ids, 1)[0][0],
                                          input_signature=spec[:1])
+        # Traced again for each new length, top-k, rows and input shape, which XLA needs as constants.
+        self._generate_compiled = tf.function(self._generate_ids, jit_compile=True)
 
     def start(self, prompt_ids, rows):
         """Reads prompt_ids (at least one) -> (logits of the next character (rows, vocab), state)."""
@@ -71,7 +79,7 @@ class Sampler:
             constrained = logits + bias[tf.minimum(index, last_bias)]
             scaled = filter_logits(constrained, temperature, top_k, top_p)
             # A counter-based draw keyed by (seed, position): the same seed gives the same text.
-            next_ids = tf.random.stateless_categorical(scaled, 1, seed=seed + tf.stack([0, tf.cast(index, tf.int64)]),
+            next_ids = tf.random.stateless_categorical(scaled, 1, seed=seed + tf.stack([0, tf.cast(index, seed.dtype)]),
                                                        dtype=tf.int32)[:, 0]
             generated = generated.write(index, next_ids)
             logits, state = self.step(next_ids, state)
@@ -81,18 +89,23 @@ class Sampler:
         """The logits of the character after `prompt_ids`, as the sampler computes them: (vocab,) numpy."""
         return self._next_logits(tf.constant(prompt_ids, tf.int32)).numpy()
 
-    def generate(self, prompt_ids, length, temperature=1.0, top_k=0, top_p=1.0, seed=0, rows=None, bias=None):
+    def generate(self, prompt_ids, length, temperature=1.0, top_k=0, top_p=1.0, seed=0, rows=None, bias=None,
+                 jit=False):
         """`length` new ids after the prompt: (length,) numpy, or (rows, length) when rows is given.
 
         bias: None, or (positions, vocab) added to the logits of generated position i (the last row for
-        every later one); 0 allows a character, -inf forbids it.
+        every later one); 0 allows a character, -inf forbids it. jit: the loop compiled with XLA (module docstring).
         """
         if length == 0:  # nothing to draw (a compiled loop cannot stack zero rows of unknown width)
             return np.zeros((0,) if rows is None else (rows, 0), np.int32)
         bias = np.zeros((1, self.vocab_size), np.float32) if bias is None else np.asarray(bias, np.float32)
-        ids = self._generate(tf.constant(prompt_ids, tf.int32), tf.constant(length, tf.int32),
-                             tf.constant(temperature, tf.float32), tf.constant(min(top_k, self.vocab_size), tf.int32),
-                             tf.constant(top_p, tf.float32), tf.constant([seed, 0], tf.int64),
-                             tf.constant(1 if rows is None else rows, tf.int32), tf.constant(bias))
+        top_k, count = min(top_k, self.vocab_size), 1 if rows is None else rows
+        if not jit:  # length, top-k and rows as tensors: one graph for them all
+            length, top_k, count = (tf.constant(value, tf.int32) for value in (length, top_k, count))
+        run = self._generate_compiled if jit else self._generate
+        # XLA's stateless draws take 32-bit keys: the seed's 32 bits as a signed int32 (seeds are below 2**32).
+        key = tf.constant(np.array([seed, 0], np.uint32).view(np.int32)) if jit else tf.constant([seed, 0], tf.int64)
+        ids = run(tf.constant(prompt_ids, tf.int32), length, tf.constant(temperature, tf.float32), top_k,
+                  tf.constant(top_p, tf.float32), key, count, tf.constant(bias))
         ids = ids.numpy()
         return ids[0] if rows is None else ids

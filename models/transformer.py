@@ -212,7 +212,11 @@ class WindowRecomputingSampler(sampling.Sampler):
 
     def step(self, ids, state):
         window, filled = self._slide(*state, ids)
-        return self.model(window[:, :filled], training=False)[:, -1], (window, filled)
+        # The whole window of `context` slots, read at its last filled position: the slots after it are padding,
+        # which no earlier position attends to (causal), so this equals model(window[:, :filled]) in a fixed
+        # shape, as XLA needs (generate(jit=True)).
+        logits = self.model(window, training=False)
+        return tf.gather(logits, filled - 1, axis=1), (window, filled)
 
 
 class TransformerSampler(WindowRecomputingSampler):

@@ -30,23 +30,28 @@ def sampler():
     return TextSampler(build_text_generator(vocab_size=12, embedding_dim=4, units=8))
 
 
-def test_a_bias_constrains_every_position_and_rows_sample_independently(sampler):
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_a_bias_constrains_every_position_and_rows_sample_independently(sampler, jit):
+    """In the plain graph and compiled whole with XLA (generate.py --jit)."""
     allowed = [[1, 2], [5], [7, 8, 9]]  # position 0, 1, then every later position
     bias = np.full((3, 12), -np.inf, np.float32)
     for position, ids in enumerate(allowed):
         bias[position, ids] = 0.0
-    ids = sampler.generate([0, 3], 20, temperature=1.5, seed=4, rows=64, bias=bias)
+    ids = sampler.generate([0, 3], 20, temperature=1.5, seed=4, rows=64, bias=bias, jit=jit)
     assert ids.shape == (64, 20)
     assert set(ids[:, 0]) <= {1, 2} and set(ids[:, 1]) == {5} and set(ids[:, 2:].ravel()) <= {7, 8, 9}
     assert len({tuple(row) for row in ids}) > 32  # rows are separate draws, not copies
-    np.testing.assert_array_equal(sampler.generate([0, 3], 20, temperature=1.5, seed=4, rows=64, bias=bias), ids)
+    np.testing.assert_array_equal(sampler.generate([0, 3], 20, temperature=1.5, seed=4, rows=64, bias=bias, jit=jit),
+                                  ids)
     # One row is the first row of many: the draws are keyed by (seed, position), row by row.
-    np.testing.assert_array_equal(sampler.generate([0, 3], 20, temperature=1.5, seed=4, bias=bias), ids[0])
+    np.testing.assert_array_equal(sampler.generate([0, 3], 20, temperature=1.5, seed=4, bias=bias, jit=jit), ids[0])
 
 
-def test_top_p_one_and_zero_length(sampler):
-    plain = sampler.generate([1], 15, seed=2)
-    np.testing.assert_array_equal(sampler.generate([1], 15, seed=2, top_p=1.0, top_k=0), plain)
-    greedy = sampler.generate([1], 15, seed=2, top_k=1)
-    np.testing.assert_array_equal(sampler.generate([1], 15, seed=9, top_p=1e-6), greedy)  # both: the argmax
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_top_p_one_and_zero_length(sampler, jit):
+    plain = sampler.generate([1], 15, seed=2, jit=jit)
+    np.testing.assert_array_equal(sampler.generate([1], 15, seed=2, top_p=1.0, top_k=0, jit=jit), plain)
+    greedy = sampler.generate([1], 15, seed=2, top_k=1, jit=jit)
+    np.testing.assert_array_equal(sampler.generate([1], 15, seed=9, top_p=1e-6, jit=jit), greedy)  # both: the argmax
+    np.testing.assert_array_equal(sampler.generate([1], 15, seed=2, top_k=1, jit=not jit), greedy)  # XLA's too
     assert sampler.generate([1], 0).shape == (0,) and sampler.generate([1], 0, rows=3).shape == (3, 0)

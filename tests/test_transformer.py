@@ -69,6 +69,10 @@ def test_the_kv_cache_gives_the_distribution_of_recomputing_the_rule_s_window(mo
     for rows, flags in ((None, {}), (3, {"top_k": 5}), (2, {"top_p": 0.8, "temperature": 0.7})):
         np.testing.assert_array_equal(cached.generate(ids[:11], 40, seed=3, rows=rows, **flags),
                                       recomputing.generate(ids[:11], 40, seed=3, rows=rows, **flags))
+    # Compiled whole with XLA (generate.py --jit): its own draws, the same for both samplers.
+    for rows, flags in ((3, {"top_k": 5}), (2, {"top_p": 0.8, "temperature": 0.7})):
+        np.testing.assert_array_equal(cached.generate(ids[:11], 40, seed=3, rows=rows, jit=True, **flags),
+                                      recomputing.generate(ids[:11], 40, seed=3, rows=rows, jit=True, **flags))
 
 
 def test_a_short_training_lowers_held_out_bits_and_the_export_loads_in_safe_mode(tiny_transformer_run):
