@@ -78,8 +78,8 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     generation = generation_speed(trained_task.model, data, length)
     print(f"  generating {length} characters: with the KV cache {generation['cache_chars_per_sec']:.0f} chars/s, "
           f"recomputing the window {generation['recompute_chars_per_sec']:.0f}: {generation['ratio']:.1f}x; compiled "
-          f"with XLA {generation['cache_chars_per_sec_jit']:.0f} against {generation['recompute_chars_per_sec_jit']:.0f}: "
-          f"{generation['ratio_jit']:.1f}x")
+          f"with XLA {generation['cache_chars_per_sec_jit']:.0f} against "
+          f"{generation['recompute_chars_per_sec_jit']:.0f}: {generation['ratio_jit']:.1f}x")
     return {"command": "python train.py transformer --corpus pydoc", "unit": "chars", "d_model": settings["d_model"],
             "layers": settings["layers"], "heads": settings["heads"], "context": settings["context"],
             "batch_size": settings["batch_size"], "jit": settings["jit"], "corpus": data.source, "epochs": epochs,
