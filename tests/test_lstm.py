@@ -216,6 +216,10 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
     assert_refused(refused(train_script.main, *TINY_LSTM, "--sampled-softmax", "100000", "--run-dir", tmp_path / "s"),
                    "--sampled-softmax 100000 must be from 1 to the vocabulary's size less one")
     assert_refused(refused(train_script.main, "lstm", "--data", "mnist"), "unrecognized arguments: --data")
+    assert_refused(refused(train_script.main, *TINY_LSTM, "--pinyin", "--run-dir", tmp_path / "p"),
+                   "--pinyin: none of the corpus' 103 characters has a pinyin reading")
+    assert not (tmp_path / "p").exists()
+    assert_refused(refused(train_script.main, "transformer", "--pinyin"), "unrecognized arguments: --pinyin")
     assert_refused(refused(generate.main, tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
     assert_refused(refused(generate.main, tiny_lstm_run, "--length", "-1"),
                    "--length must be in [0, 1,000,000], got -1")

@@ -201,6 +201,9 @@ class LstmTask(Task):
         self.use_fused_lstm = fused_lstm.use_fused_lstm(settings.get("fused_lstm", True))
         self.lstm_chains = settings.get("lstm_chains", fused_lstm.SEQUENCE_CHAINS)
         sounds = pinyin.sound_table(self.vocabulary.chars) if settings.get("pinyin") else None
+        if sounds is not None and not sounds.any():
+            raise ValueError(f"--pinyin: none of the corpus' {len(self.vocabulary)} characters has a pinyin reading; "
+                             "it is for Chinese text")
         return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
                                                 settings["layers"], settings["dropout"], sounds)
 
