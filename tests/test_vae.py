@@ -187,7 +187,8 @@ def test_generate_writes_a_grid_of_new_digits(tiny_vae_run, tmp_path, capsys):
     assert out.read_bytes() == first
     for flags, expected in ((["--out", tmp_path / "x.jpg"], "must name a .png file"),
                             (["--out", tmp_path / "no" / "x.png"], "does not exist"),
-                            (["--length", 5], "--length is for lstm and transformer runs")):
+                            (["--length", 5], "--length is for lstm and transformer runs"),
+                            (["--jit"], "--jit is for lstm and transformer runs")):
         assert_refused(run_in_process(generate.main, tiny_vae_run, *flags, capsys=capsys), expected)
 
 
