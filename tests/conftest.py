@@ -134,7 +134,7 @@ def text_tasks_under_mixed_precision_and_xla(task_class, flags):
 
     settings = vars(parse_args(flags))
     strategy = tf.distribute.get_strategy()
-    data = text.load("pydoc")
+    data = text.load(settings["corpus"], settings["one_per_line"])
     for mixed, jit in ((True, False), (False, True)):
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
         try:

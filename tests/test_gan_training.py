@@ -75,10 +75,12 @@ def test_infogan_code_head_learns_to_read_the_code():
         return np.mean(np.argmax(code_logits, axis=1) == np.argmax(noise[:, :4], axis=1))
 
     before = code_accuracy()
-    for epoch in range(8):  # 160 steps
+    for epoch in range(16):  # 320 steps
         for inputs in task.train_dataset(epoch):
             train_step(inputs)
-    assert code_accuracy() > 0.7 > before + 0.3, before  # chance is 1/4 (seen: 0.25 before, 0.89 after)
+    # Chance is 1/4. Seen: 0.25 before; after, 0.99 with TensorFlow's default threads, 0.97 with one intra-op thread
+    # (a process whose first command set --intra-op-threads 1); after 160 steps those were 0.89 and 0.68.
+    assert code_accuracy() > 0.9 > before + 0.3, before
 
 
 def test_resume_equals_uninterrupted_with_info_code(tmp_path):
