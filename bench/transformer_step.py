@@ -16,6 +16,7 @@ Generation of --length characters after a one-character prompt, same trained wei
 
 import os
 import time
+
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

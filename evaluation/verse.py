@@ -18,8 +18,7 @@ the ceiling a model's share is read against.
 import re
 
 import numpy as np
-from pypinyin import Style, pinyin
-
+from models.pinyin import finals_of
 from models.poems import CLAUSE_PUNCTUATION, FORMS, HAN, LINE_END, sample_poems
 
 DEFAULT_POEMS = 500
@@ -51,9 +50,9 @@ def is_form_valid(poem):
 
 
 def rhymes_of(char):
-    """The rhyme groups of every reading pypinyin knows for `char` (a set; empty if none)."""
-    finals = pinyin(char, style=Style.FINALS, heteronym=True, errors="ignore")
-    return {RHYME_OF_FINAL[final] for final in (finals[0] if finals else ()) if final in RHYME_OF_FINAL}
+    """The rhyme groups of every reading pypinyin knows for `char` (a set; empty if none): the finals --pinyin's
+    model reads (models/pinyin.py), grouped."""
+    return {RHYME_OF_FINAL[final] for final in finals_of(char) if final in RHYME_OF_FINAL}
 
 
 def rhymes(poem):
