@@ -15,6 +15,8 @@ Measured in docs/speed.md: 2.1x Keras' LSTM in the same Trainer on the 2-core CP
 import keras
 import tensorflow as tf
 
+from models import lstm as lstm_models
+
 # The batch's rows are independent sequences. lstm_sequence runs them as this many groups ("chains"), each
 # with its own loops and matmuls; TensorFlow's executor runs independent ops concurrently, so on a 2-core
 # CPU two chains' loops run side by side, and one chain's matmuls fill the gaps of another's loop. Measured
@@ -40,7 +42,10 @@ def text_features(model, ids, training=False, chains=None):
     """What the text generator's output layer reads for ids (batch, time): its last LSTM's (or dropout's)
     output, computed as text_logits does."""
     x = ids
+    rhyme = lstm_models.rhyme_parts(model)
     for layer in model.layers[1:-1]:  # the builder's chain: embedding, then LSTM (and dropout) per layer
+        if rhyme is not None and layer in rhyme:
+            continue  # read beside the last LSTM's output, below
         if isinstance(layer, keras.layers.LSTM):
             _check_fusable(layer)
             cell = layer.cell
@@ -49,6 +54,9 @@ def text_features(model, ids, training=False, chains=None):
             x = lstm_sequence(keras.ops.cast(x, layer.compute_dtype), *weights, chains=chains or SEQUENCE_CHAINS)
         else:
             x = layer(x, training=training)
+    if rhyme is not None:
+        memory, gate = rhyme
+        x = lstm_models.read_out(x, memory(ids), gate)
     return x
 
 

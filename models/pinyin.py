@@ -121,3 +121,64 @@ class SoundLogits(_SoundLayer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.vocab_size)
+
+
+# Where a sentence ends in Chinese text; in regular verse the even clauses end here, and their last characters rhyme.
+SENTENCE_ENDS = ("。", "？", "！")
+
+
+@keras.saving.register_keras_serializable(package="aigc")
+class RhymeMemory(_SoundLayer):
+    """ids (batch, time) -> (batch, time, len(SOUNDS)): at each position, the sounds of the character that stood
+    before the latest sentence end (SENTENCE_ENDS) so far, the rhyme the next even clause must match; zeros before
+    any, and again after a line end (a new poem). `--rhyme` (train.py lstm) gives it to the output layer.
+
+    An LSTM can carry a sound over the eight or more characters of a clause only as well as its training has
+    taught it; this hands the model the rhyme to match, and leaves it to learn when and how to match it."""
+
+    def __init__(self, vocab_size, end_ids=(), reset_ids=(), sounds=None, **kwargs):
+        super().__init__(vocab_size, sounds, **kwargs)
+        self.end_ids = [int(index) for index in end_ids]
+        self.reset_ids = [int(index) for index in reset_ids]
+
+    def build(self, input_shape=None):
+        self._add_sounds()
+
+    def _is_one_of(self, ids, members):
+        if not members:
+            return keras.ops.zeros_like(ids, "bool")
+        return keras.ops.any(keras.ops.expand_dims(ids, -1) == keras.ops.convert_to_tensor(members, "int32"), axis=-1)
+
+    def call(self, ids):
+        ids = keras.ops.cast(ids, "int32")
+        sounds = keras.ops.take(self.sounds, ids, axis=0)  # (batch, time, sounds)
+        before = keras.ops.pad(sounds[:, :-1], [[0, 0], [1, 0], [0, 0]])  # the sounds of the character before each
+        is_end, is_reset = self._is_one_of(ids, self.end_ids), self._is_one_of(ids, self.reset_ids)
+        # What each position leaves in the memory: a sentence end the sounds before it, a line end zeros (nothing,
+        # for any other character). The memory at t is what the latest such position j <= t left there.
+        left = keras.ops.where(keras.ops.expand_dims(is_end, -1), before, keras.ops.zeros_like(before))
+        time = keras.ops.arange(keras.ops.shape(ids)[1])
+        earlier = keras.ops.expand_dims(time, 1) >= keras.ops.expand_dims(time, 0)  # (t, j): j <= t
+        leaves = keras.ops.expand_dims(is_end | is_reset, 1) & earlier  # (batch, t, j)
+        latest = keras.ops.max(keras.ops.where(leaves, time, -1), axis=-1)  # (batch, t); -1: none yet
+        memory = keras.ops.take_along_axis(left, keras.ops.expand_dims(keras.ops.maximum(latest, 0), -1), axis=1)
+        return keras.ops.where(keras.ops.expand_dims(latest >= 0, -1), memory, keras.ops.zeros_like(memory))
+
+    def initial_state(self, rows):
+        """(memory, sounds of the last character) before any character: zeros, (rows, len(SOUNDS)) each."""
+        return [keras.ops.zeros((rows, len(SOUNDS)), self.compute_dtype)] * 2
+
+    def step(self, ids, state):
+        """ids (rows,), one character a row -> (the memory after it (rows, sounds), new state): call() a step at a time."""
+        memory, last_sounds = state
+        ids = keras.ops.cast(ids, "int32")
+        is_end = keras.ops.expand_dims(self._is_one_of(ids, self.end_ids), -1)
+        is_reset = keras.ops.expand_dims(self._is_one_of(ids, self.reset_ids), -1)
+        memory = keras.ops.where(is_end, last_sounds, keras.ops.where(is_reset, keras.ops.zeros_like(memory), memory))
+        return memory, [memory, keras.ops.cast(keras.ops.take(self.sounds, ids, axis=0), memory.dtype)]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, len(SOUNDS))
+
+    def get_config(self):
+        return {**super().get_config(), "end_ids": self.end_ids, "reset_ids": self.reset_ids}

@@ -181,6 +181,7 @@ def test_the_bundled_tang_poems_train_offline(tmp_path, capsys):
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     assert config["data"]["one_per_line"] and config["settings"]["recipe"] == "tang"
     assert config["settings"]["pinyin"] and config["settings_from"]["pinyin"] == "recipe"  # models/pinyin.py's layers
+    assert config["settings"]["rhyme"] and config["settings_from"]["rhyme"] == "recipe"
     generated = run_in_process(generate.main, run_dir, "--prompt", "床前明月光", "--length", 30, capsys=capsys)
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.startswith("床前明月光") and set(generated.stdout.strip()) <= set(vocabulary)
@@ -219,7 +220,15 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
     assert_refused(refused(train_script.main, *TINY_LSTM, "--pinyin", "--run-dir", tmp_path / "p"),
                    "--pinyin: none of the corpus' 103 characters has a pinyin reading")
     assert not (tmp_path / "p").exists()
+    assert_refused(refused(train_script.main, *TINY_LSTM, "--rhyme", "--run-dir", tmp_path / "r"),
+                   "--rhyme reads the characters' sounds: use it with --pinyin")
+    unstopped = tmp_path / "unstopped.txt"  # Chinese, but no sentence ends a rhyme could follow
+    unstopped.write_text("春眠不觉晓，处处闻啼鸟，夜来风雨声，花落知多少，" * 100, encoding="utf-8")
+    assert_refused(refused(train_script.main, "lstm", "--corpus", unstopped, "--pinyin", "--rhyme", "--run-dir",
+                           tmp_path / "u"), "--rhyme: the corpus has none of the sentence ends 。 ？ ！")
+    assert not (tmp_path / "u").exists()
     assert_refused(refused(train_script.main, "transformer", "--pinyin"), "unrecognized arguments: --pinyin")
+    assert_refused(refused(train_script.main, "transformer", "--rhyme"), "unrecognized arguments: --rhyme")
     assert_refused(refused(generate.main, tiny_lstm_run, "--temperature", "0"), "--temperature must be above 0")
     assert_refused(refused(generate.main, tiny_lstm_run, "--length", "-1"),
                    "--length must be in [0, 1,000,000], got -1")

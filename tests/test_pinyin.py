@@ -82,3 +82,66 @@ def test_the_embedding_adds_a_learned_vector_per_sound(sounded_model):
 def test_a_table_of_another_vocabulary_is_refused():
     with pytest.raises(ValueError, match="the sound table is"):
         pinyin.SoundLogits(4, pinyin.sound_table(CHARS))
+
+
+RHYME = ([CHARS.index("。")], [CHARS.index("\n")])  # (sentence ends, line ends) of CHARS
+
+
+def test_the_rhyme_memory_holds_the_sound_before_the_latest_sentence_end():
+    """At each position, the sounds of the character before the latest 。 so far; zeros before any and after a line
+    end; a clause ending in ， leaves it as it was."""
+    table = pinyin.sound_table(CHARS)
+    memory = pinyin.RhymeMemory(len(CHARS), *RHYME, sounds=table)
+    #           \n  光  ，  乡  。  月  ，  霜  。  \n  行  。
+    ids = np.array([[0, 3, 1, 4, 2, 7, 1, 5, 2, 0, 6, 2]], np.int32)
+    held = memory(tf.constant(ids)).numpy()[0]
+    expected = [None, None, None, None, "乡", "乡", "乡", "乡", "霜", None, None, "行"]
+    for position, char in enumerate(expected):
+        np.testing.assert_array_equal(held[position], 0.0 if char is None else table[CHARS.index(char)], str(position))
+    # One character at a time, as generation reads it, the same.
+    state = memory.initial_state(1)
+    for position, index in enumerate(ids[0]):
+        stepped, state = memory.step(tf.constant([index]), state)
+        np.testing.assert_array_equal(stepped.numpy()[0], held[position], str(position))
+
+
+@pytest.fixture(scope="module")
+def rhyming_model():
+    keras.utils.set_random_seed(0)
+    model = lstm_models.build_text_generator(len(CHARS), embedding_dim=8, units=16, sounds=pinyin.sound_table(CHARS),
+                                             rhyme=RHYME)
+    width = 16 + len(pinyin.SOUNDS)  # [h, g r]
+    model.get_layer("logits").sound_kernel.assign(np.random.default_rng(0).normal(size=(width, len(pinyin.SOUNDS))))
+    return model
+
+
+def test_the_rhyme_memory_s_model_computes_the_same_when_fused_stepped_and_loaded(rhyming_model, tmp_path):
+    ids = np.array([[0, 3, 1, 4, 2, 7, 1, 5, 2, 0, 6], [0, 7, 7, 3, 1, 4, 2, 6, 1, 3, 3]], np.int32)
+    logits = rhyming_model(ids).numpy()
+    np.testing.assert_allclose(fused_lstm.text_logits(rhyming_model, tf.constant(ids)).numpy(), logits, atol=1e-4)
+    sampler = lstm_models.TextSampler(rhyming_model)
+    for row, row_logits in zip(ids, logits):  # the stateful step, the memory's state carried
+        np.testing.assert_allclose(sampler.next_char_logits(row), row_logits[-1], atol=1e-4)
+    # Greedy generation, plain graph and XLA, gives the same text: the memory's state goes through both loops.
+    greedy = sampler.generate(ids[0], 12, temperature=1e-4, seed=3)
+    np.testing.assert_array_equal(sampler.generate(ids[0], 12, temperature=1e-4, seed=3, jit=True), greedy)
+    path = str(tmp_path / "model.keras")
+    rhyming_model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(ids).numpy(), logits, atol=1e-6)
+    assert loaded.get_layer("rhyme_memory").end_ids == RHYME[0]
+
+
+def test_the_rhyme_moves_only_the_logits_of_characters_that_sound_like_it(rhyming_model):
+    """The memory reaches the logits through g r^T M sounds(c): after 。 ending in 乡 (iang), changing M's iang row
+    moves the logits of characters with a final iang only."""
+    output = rhyming_model.get_layer("logits")
+    ids = tf.constant([[0, 3, 1, 4, 2, 7]])
+    before = rhyming_model(ids).numpy()[0, -1]
+    delta = np.zeros(output.sound_kernel.shape, np.float32)
+    delta[16 + column("iang"), column("iang")] = 3.0
+    output.sound_kernel.assign_add(delta)
+    moved = rhyming_model(ids).numpy()[0, -1] - before
+    output.sound_kernel.assign_sub(delta)
+    has_iang = pinyin.sound_table(CHARS)[:, column("iang")] > 0
+    assert (moved[has_iang] > 0).all() and np.allclose(moved[~has_iang], 0.0, atol=1e-5)

@@ -122,7 +122,7 @@ RECIPES = {
                        "info_code": 10, "info_weight": 0.5},
     ("vae", "conv"): {"train_images": 20 * MNIST_5K_TRAIN},
     ("lstm", "tang"): {"seq_len": 66, "embedding_dim": 128, "units": 256, "batch_size": 64, "epochs": 7,
-                       "sampled_softmax": 1024, "pinyin": True},
+                       "sampled_softmax": 1024, "pinyin": True, "rhyme": True},
     # The Transformer's: a window of the longest form; 4 epochs of the sampled softmax fill the 10 minutes.
     ("transformer", "tang"): {"context": 66, "batch_size": 64, "epochs": 4, "sampled_softmax": 1024},
 }
@@ -294,6 +294,10 @@ def build_parser():
     lstm.add_argument("--pinyin", action=argparse.BooleanOptionalAction, default=False,
                       help="the embedding and output layer also read each character's pinyin finals and tones "
                            "(models/pinyin.py), so that rhyme can be learnt")
+    lstm.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=False,
+                      help="with --pinyin, the output layer also reads the sounds of the character before the latest "
+                           "sentence end (。？！), the rhyme to match, and learns when to match it "
+                           "(models/pinyin.py: RhymeMemory)")
     lstm.add_argument("--fused-lstm", action=argparse.BooleanOptionalAction, default=True,
                       help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
                            "(models/fused_lstm.py; the same function as Keras' LSTM); on a GPU, "

@@ -204,8 +204,19 @@ class LstmTask(Task):
         if sounds is not None and not sounds.any():
             raise ValueError(f"--pinyin: none of the corpus' {len(self.vocabulary)} characters has a pinyin reading; "
                              "it is for Chinese text")
+        if settings.get("rhyme") and sounds is None:
+            raise ValueError("--rhyme reads the characters' sounds: use it with --pinyin")
+        rhyme = self.rhyme_ids() if settings.get("rhyme") else None
         return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
-                                                settings["layers"], settings["dropout"], sounds)
+                                                settings["layers"], settings["dropout"], sounds, rhyme)
+
+    def rhyme_ids(self):
+        """(ids of the sentence ends, ids of the line end) of the vocabulary, for the rhyme memory."""
+        ends = [self.vocabulary.ids[char] for char in pinyin.SENTENCE_ENDS if char in self.vocabulary.ids]
+        if not ends:
+            raise ValueError(f"--rhyme: the corpus has none of the sentence ends {' '.join(pinyin.SENTENCE_ENDS)} "
+                             "after which a rhyme is remembered")
+        return ends, [self.vocabulary.ids[LINE_END]] if LINE_END in self.vocabulary.ids else []
 
     def logits(self, ids, training=False):
         """Next-character logits (batch, time, vocab) of ids (batch, time), as model(ids) gives them."""
