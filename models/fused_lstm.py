@@ -43,9 +43,10 @@ def text_features(model, ids, training=False, chains=None):
     output, computed as text_logits does."""
     x = ids
     rhyme = lstm_models.rhyme_parts(model)
+    rhyme_so_far = rhyme[0](ids) if rhyme is not None else None
     for layer in model.layers[1:-1]:  # the builder's chain: embedding, then LSTM (and dropout) per layer
         if rhyme is not None and layer in rhyme:
-            continue  # read beside the last LSTM's output, below
+            continue  # read beside the embedding and the last LSTM's output
         if isinstance(layer, keras.layers.LSTM):
             _check_fusable(layer)
             cell = layer.cell
@@ -54,9 +55,10 @@ def text_features(model, ids, training=False, chains=None):
             x = lstm_sequence(keras.ops.cast(x, layer.compute_dtype), *weights, chains=chains or SEQUENCE_CHAINS)
         else:
             x = layer(x, training=training)
+            if rhyme is not None and layer.name == "embedding":
+                x = lstm_models.read_in(x, rhyme_so_far)
     if rhyme is not None:
-        memory, gate = rhyme
-        x = lstm_models.read_out(x, memory(ids), gate)
+        x = lstm_models.read_out(x, rhyme_so_far, rhyme[1])
     return x
 
 

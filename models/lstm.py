@@ -19,7 +19,8 @@ def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, drop
     """ids (batch, time) int -> next-character logits (batch, time, vocab_size), for any length of time.
     With `sounds` (models/pinyin.py's table for the vocabulary), the embedding and the output layer also read
     each character's pinyin finals and tones; with `rhyme` too, (ids of the sentence ends, ids of the line ends),
-    the output layer also reads the sounds of the last sentence's last character (pinyin.RhymeMemory), gated."""
+    the LSTM and, gated, the output layer also read the sounds of the last sentence's last character
+    (pinyin.RhymeMemory; read_in, read_out)."""
     if rhyme is not None and sounds is None:
         raise ValueError("the rhyme memory reads the sound table: give `sounds` with `rhyme`")
     ids = keras.Input((None,), dtype="int32", name="ids")
@@ -27,15 +28,17 @@ def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, drop
         x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)
     else:
         x = pinyin.SoundEmbedding(vocab_size, embedding_dim, sounds, name="embedding")(ids)
+    if rhyme is not None:
+        end_ids, reset_ids = rhyme
+        memory = pinyin.RhymeMemory(vocab_size, end_ids, reset_ids, sounds, name="rhyme_memory")
+        rhyme_so_far = memory(ids)
+        x = read_in(x, rhyme_so_far)
     for index in range(layers):
         x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{index + 1}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{index + 1}")(x)
     if rhyme is not None:
-        end_ids, reset_ids = rhyme
-        memory = pinyin.RhymeMemory(vocab_size, end_ids, reset_ids, sounds, name="rhyme_memory")
-        gate = keras.layers.Dense(1, activation="sigmoid", name="rhyme_gate")
-        x = read_out(x, memory(ids), gate)
+        x = read_out(x, rhyme_so_far, keras.layers.Dense(1, activation="sigmoid", name="rhyme_gate"))
     # float32 logits keep the softmax exact under a mixed_float16 policy.
     if sounds is None:
         logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
@@ -44,6 +47,12 @@ def build_text_generator(vocab_size, embedding_dim=64, units=256, layers=1, drop
     model = keras.Model(ids, logits, name="text_generator")
     assert model.output_shape == (None, None, vocab_size)
     return model
+
+
+def read_in(x, rhyme):
+    """What the first LSTM reads with a rhyme memory: [x_t, r_t], the character's embedding beside the rhyme so far,
+    so that the clause can be steered towards an end that rhymes."""
+    return keras.ops.concatenate([x, keras.ops.cast(rhyme, x.dtype)], axis=-1)
 
 
 def read_out(h, rhyme, gate):
@@ -84,15 +93,17 @@ class TextSampler(sampling.Sampler):
         """One character for each row: ids (rows,) -> (next-character logits (rows, vocab), new states); the
         states are [h, c] per LSTM, then the rhyme memory's when the model has one."""
         x = self.embedding(ids)
+        if self.rhyme is not None:
+            memory, gate = self.rhyme
+            rhyme, rhyme_state = memory.step(ids, states[-1])
+            x = read_in(x, rhyme)
         new_states = []
         for lstm, state in zip(self.lstms, states):
             x, state = lstm.cell(x, state)  # h, [h, c]
             new_states.append(state)
         if self.rhyme is not None:
-            memory, gate = self.rhyme
-            rhyme, state = memory.step(ids, states[-1])
             x = read_out(x, rhyme, gate)
-            new_states.append(state)
+            new_states.append(rhyme_state)
         return self.output(x), new_states
 
     def start(self, prompt_ids, rows):

@@ -11,6 +11,9 @@ and output layer for these two, which add a learned vector per sound to what the
 
 `sounds` is the fixed (vocab, len(SOUNDS)) 0/1 table of which character has which sound, saved with the model
 as a non-trainable weight, so generate.py needs neither pypinyin nor the vocabulary to run it.
+
+`--rhyme` adds RhymeMemory (below): the sounds of the character before the latest sentence end, the rhyme an even
+clause must match, which the LSTM reads beside each character and the output layer reads through a gate.
 """
 
 import keras
@@ -131,10 +134,11 @@ SENTENCE_ENDS = ("。", "？", "！")
 class RhymeMemory(_SoundLayer):
     """ids (batch, time) -> (batch, time, len(SOUNDS)): at each position, the sounds of the character that stood
     before the latest sentence end (SENTENCE_ENDS) so far, the rhyme the next even clause must match; zeros before
-    any, and again after a line end (a new poem). `--rhyme` (train.py lstm) gives it to the output layer.
+    any, and again after a line end (a new poem). `--rhyme` (train.py lstm) gives it to the LSTM and the output layer
+    (models/lstm.py: read_in, read_out)."""
 
-    An LSTM can carry a sound over the eight or more characters of a clause only as well as its training has
-    taught it; this hands the model the rhyme to match, and leaves it to learn when and how to match it."""
+    # An LSTM can carry a sound over the eight or more characters of a clause only as well as its training has
+    # taught it; this hands the model the rhyme to match, and leaves it to learn when and how to match it.
 
     def __init__(self, vocab_size, end_ids=(), reset_ids=(), sounds=None, **kwargs):
         super().__init__(vocab_size, sounds, **kwargs)
