@@ -173,7 +173,7 @@ class RhymeMemory(_SoundLayer):
         return [keras.ops.zeros((rows, len(SOUNDS)), self.compute_dtype)] * 2
 
     def step(self, ids, state):
-        """ids (rows,), one character a row -> (the memory after it (rows, sounds), new state): call() a step at a time."""
+        """ids (rows,), a character a row -> (the memory after it (rows, sounds), new state): call(), one step."""
         memory, last_sounds = state
         ids = keras.ops.cast(ids, "int32")
         is_end = keras.ops.expand_dims(self._is_one_of(ids, self.end_ids), -1)
