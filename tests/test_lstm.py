@@ -224,8 +224,9 @@ def test_bad_corpora_and_flags_are_refused(tiny_lstm_run, tmp_path, capsys):
                    "--rhyme reads the characters' sounds: use it with --pinyin")
     unstopped = tmp_path / "unstopped.txt"  # Chinese, but no sentence ends a rhyme could follow
     unstopped.write_text("春眠不觉晓，处处闻啼鸟，夜来风雨声，花落知多少，" * 100, encoding="utf-8")
-    assert_refused(refused(train_script.main, "lstm", "--corpus", unstopped, "--pinyin", "--rhyme", "--run-dir",
-                           tmp_path / "u"), "--rhyme: the corpus has none of the sentence ends 。 ？ ！")
+    assert_refused(refused(train_script.main, "lstm", "--corpus", unstopped, "--seq-len", "20", "--batch-size", "4",
+                           "--pinyin", "--rhyme", "--run-dir", tmp_path / "u"),
+                   "--rhyme: the corpus has none of the sentence ends 。 ？ ！")
     assert not (tmp_path / "u").exists()
     assert_refused(refused(train_script.main, "transformer", "--pinyin"), "unrecognized arguments: --pinyin")
     assert_refused(refused(train_script.main, "transformer", "--rhyme"), "unrecognized arguments: --rhyme")
