@@ -296,8 +296,8 @@ def build_parser():
                       help="the embedding and output layer also read each character's pinyin finals and tones "
                            "(models/pinyin.py), so that rhyme can be learnt")
     lstm.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=False,
-                      help="with --pinyin, the output layer also reads the sounds of the character before the latest "
-                           "sentence end (。？！), the rhyme to match, and learns when to match it "
+                      help="with --pinyin, the LSTM and the output layer also read the sounds of the character "
+                           "before the latest sentence end (。？！), the rhyme to match, and learn when to match it "
                            "(models/pinyin.py: RhymeMemory)")
     lstm.add_argument("--fused-lstm", action=argparse.BooleanOptionalAction, default=True,
                       help="on a CPU, run each LSTM layer with its loops' sequence-wide work taken out of them "
