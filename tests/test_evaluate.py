@@ -32,7 +32,8 @@ def test_evaluate_refuses_what_is_not_a_finished_run(tiny_gan_run, tmp_path):
     config["format_version"] = 99
     (unfinished / "config.json").write_text(json.dumps(config))
     assert_refused(run_script("evaluate.py", unfinished), "another version")
-    assert_refused(run_script("evaluate.py", tiny_gan_run, "--samples", "0"), "--samples must be in [1, 100,000], got 0")
+    assert_refused(run_script("evaluate.py", tiny_gan_run, "--samples", "0"),
+                   "--samples must be in [1, 100,000], got 0")
     assert_refused(run_script("evaluate.py", tiny_gan_run, "--seed", str(2**70)), "--seed must be in [0, 2**32)")
     assert_refused(run_script("evaluate.py", tiny_gan_run, "--sample", "5"), "unrecognized arguments")
 

@@ -132,7 +132,8 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
     time.sleep(delay)
     workers[1].send_signal(signal.SIGTERM)
     outputs = [worker.communicate(timeout=300) for worker in workers]
-    context = f"SIGTERM to worker 1 {delay:.2f} s into training; stderr: {outputs[0][1][-1500:]} {outputs[1][1][-1500:]}"
+    context = (f"SIGTERM to worker 1 {delay:.2f} s into training; "
+               f"stderr: {outputs[0][1][-1500:]} {outputs[1][1][-1500:]}")
     assert [worker.returncode for worker in workers] == [128 + signal.SIGTERM] * 2, context
     assert outputs[1][1].strip().splitlines()[-1].startswith("SIGTERM: training stopped"), context
     assert outputs[0][1].strip().splitlines()[-1].startswith("another worker's stop request: training stopped"), context

@@ -47,7 +47,8 @@ def test_two_workers_equal_one_process(tmp_path):
                               extra_env=lambda index: {"TMPDIR": str(tmp_path / f"tmp{index}")}, timeout=600)
     assert "multi-worker with 2 replica(s)" in outputs[0][0]
     # Both workers end with the same weights (only the chief exports them; each prints their fingerprint).
-    fingerprints = [[line for line in stdout.splitlines() if line.startswith("weights sha256 ")] for stdout, _ in outputs]
+    fingerprints = [[line for line in stdout.splitlines() if line.startswith("weights sha256 ")]
+                    for stdout, _ in outputs]
     assert len(fingerprints[0]) == 1 and fingerprints[0] == fingerprints[1], fingerprints
     assert os.listdir(tmp_path / "tmp1") == []  # worker 1 saved its share of each checkpoint there, then deleted it
     assert sorted(os.listdir(tmp_path / "cluster" / "checkpoints")) == [
