@@ -57,9 +57,10 @@ def read_in(x, rhyme):
 
 def read_out(h, rhyme, gate):
     """What the output layer reads with a rhyme memory: [h_t, g_t r_t], the LSTM's output beside the rhyme so far
-    r_t scaled by g_t = sigmoid(w . h_t + b) in (0, 1). The output layer's sound kernel then adds
-    g_t r_t^T M sounds(c) to the logit of each character c: a learned bonus for sounding like the rhyme, which the
-    LSTM switches on (g_t near 1) where a clause that must rhyme ends, and off elsewhere."""
+    r_t scaled by g_t = sigmoid(w . h_t + b) in (0, 1). The output layer's rows for it then add
+    g_t r_t . (V_c + M sounds(c)) to the logit of each character c (V its own kernel's rows, M its sound kernel's):
+    a learned bonus for sounding like the rhyme, which the LSTM switches on (g_t near 1) where a clause that must
+    rhyme ends, and off elsewhere."""
     return keras.ops.concatenate([h, gate(h) * keras.ops.cast(rhyme, h.dtype)], axis=-1)
 
 

@@ -204,9 +204,11 @@ class LstmTask(Task):
         if sounds is not None and not sounds.any():
             raise ValueError(f"--pinyin: none of the corpus' {len(self.vocabulary)} characters has a pinyin reading; "
                              "it is for Chinese text")
-        if settings.get("rhyme") and sounds is None:
-            raise ValueError("--rhyme reads the characters' sounds: use it with --pinyin")
-        rhyme = self.rhyme_ids() if settings.get("rhyme") else None
+        rhyme = None
+        if settings.get("rhyme"):
+            if sounds is None:
+                raise ValueError("--rhyme reads the characters' sounds: use it with --pinyin")
+            rhyme = self.rhyme_ids()
         return lstm_models.build_text_generator(len(self.vocabulary), settings["embedding_dim"], settings["units"],
                                                 settings["layers"], settings["dropout"], sounds, rhyme)
 
