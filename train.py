@@ -18,9 +18,9 @@ from training.task import task_class  # noqa: E402 - each model's Task (training
 
 # Settings a resumed run may change when typed again; every other one is the run's own, from its config.json.
 # --run-dir is where the run is now: a run directory may be moved or copied and resumed there. The fused
-# optimizer and LSTM, like --jit, only choose how the same function is computed.
+# optimizer, LSTM and Transformer, like --jit, only choose how the same function is computed.
 CHANGEABLE_ON_RESUME = {"epochs", "strategy", "cpu_replicas", "jit", "quiet", "keep_checkpoints",
-                        "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm",
+                        "steps_per_execution", "run_dir", "fused_optimizer", "fused_lstm", "fused_transformer",
                         "lstm_chains", "intra_op_threads"}
 
 

@@ -102,6 +102,7 @@ class Block:
 
     def __init__(self, model, index):
         layer = lambda part: model.get_layer(f"block_{index}_{part}")  # noqa: E731
+        self.index = index
         self.attention_norm, self.attention = layer("attention_norm"), layer("attention")
         self.mlp_norm, self.mlp_hidden, self.mlp_output = layer("mlp_norm"), layer("mlp_hidden"), layer("mlp_output")
         self.heads, self.key_dim = self.attention.num_heads, self.attention.key_dim
@@ -156,10 +157,14 @@ def read_window(model, ids, start=0):
 
 def output_logits(model, x):
     """Final LayerNorm and the logits of x (rows, d_model) -> (rows, vocab) float32."""
-    x = model.get_layer("final_norm")(x)
+    return logits_of(model, model.get_layer("final_norm")(x))
+
+
+def logits_of(model, features):
+    """The output layer on the final LayerNorm's output (..., d_model) -> (..., vocab) float32."""
     if any(layer.name == "logits" for layer in model.layers):
-        return model.get_layer("logits")(x)
-    return model.get_layer("token_embedding")(x, reverse=True)
+        return model.get_layer("logits")(features)
+    return model.get_layer("token_embedding")(features, reverse=True)
 
 
 def window_length(total, context):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import (TINY_TRANSFORMER, assert_resume_and_two_replicas_equal_one_run, run_in_process,
-                      text_tasks_under_mixed_precision_and_xla, tree_digest)
+from conftest import (TINY_TRANSFORMER, assert_resume_and_two_replicas_equal_one_run, model_weights, run_in_process,
+                      text_tasks_under_mixed_precision_and_xla, train, tree_digest)
 from test_bad_input import assert_refused
 from training.run_dir import read_history
 
@@ -73,6 +73,56 @@ def test_the_kv_cache_gives_the_distribution_of_recomputing_the_rule_s_window(mo
     for rows, flags in ((3, {"top_k": 5}), (2, {"top_p": 0.8, "temperature": 0.7})):
         np.testing.assert_array_equal(cached.generate(ids[:11], 40, seed=3, rows=rows, jit=True, **flags),
                                       recomputing.generate(ids[:11], 40, seed=3, rows=rows, jit=True, **flags))
+
+
+def test_the_fused_transformer_equals_the_keras_model_forward_and_backward(model):
+    """models/fused_transformer.py (train.py's CPU path) against the Keras model on the same weights: logits and
+    every gradient, in inference and in training (dropout on: the same draws), eagerly and compiled with XLA."""
+    import keras
+    import tensorflow as tf
+
+    from models import fused_transformer
+
+    ids = tf.constant(np.random.default_rng(3).integers(0, 30, size=(3, CONTEXT)), tf.int32)
+    seed_states = [layer.seed_generator.state for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert seed_states  # the fixture's model has dropout
+    start = [state.numpy() for state in seed_states]
+
+    def logits_and_gradients(logits_of, training):
+        for state, value in zip(seed_states, start):
+            state.assign(value)  # each dropout layer draws again what it drew for the other
+        with tf.GradientTape() as tape:
+            logits = logits_of(ids, training)
+            loss = tf.reduce_sum(tf.sin(logits))  # every logit's gradient differs
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return logits.numpy(), [tf.convert_to_tensor(gradient).numpy() for gradient in gradients]
+
+    keras_model = lambda ids, training: model(ids, training=training)  # noqa: E731
+    fused = lambda ids, training: fused_transformer.text_logits(model, ids, training)  # noqa: E731
+    # Compiled, both draw XLA's random numbers, the same for both and other than the plain graph's.
+    for compile_ in (lambda function: function, lambda function: tf.function(function, jit_compile=True)):
+        for training in (False, True):
+            logits, gradients = logits_and_gradients(compile_(keras_model), training)
+            fused_logits, fused_gradients = logits_and_gradients(compile_(fused), training)
+            np.testing.assert_allclose(fused_logits, logits, rtol=1e-5, atol=1e-5)
+            for variable, expected, got in zip(model.trainable_variables, gradients, fused_gradients):
+                # Rounding, to the scale of each gradient (K's bias has no effect on the softmax, which a whole
+                # row's q.b leaves as it is: both its gradients are rounding).
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 + 1e-6 * np.abs(expected).max(),
+                                           err_msg=variable.path)
+    fused_compiled = tf.function(fused, jit_compile=True)
+    dropped, kept = (logits_and_gradients(fused_compiled, training)[0] for training in (True, False))
+    assert not np.allclose(dropped, kept)
+
+
+def test_training_with_the_fused_transformer_equals_training_with_the_keras_model(tiny_transformer_run, tmp_path):
+    train(*TINY_TRANSFORMER, "--epochs", 2, "--no-fused-transformer", "--run-dir", tmp_path / "keras")
+    plain_weights = model_weights(tmp_path / "keras" / "model.keras")
+    for a, b in zip(model_weights(tiny_transformer_run / "model.keras"), plain_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    fused, plain = read_history(tiny_transformer_run), read_history(tmp_path / "keras")
+    for column in ("loss", "test_loss"):
+        np.testing.assert_allclose([row[column] for row in fused], [row[column] for row in plain], rtol=1e-5)
 
 
 def test_a_short_training_lowers_held_out_bits_and_the_export_loads_in_safe_mode(tiny_transformer_run):

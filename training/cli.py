@@ -325,6 +325,9 @@ def build_parser():
                              help="dropout on each block's attention and MLP outputs")
     transformer.add_argument("--tied", action=argparse.BooleanOptionalAction, default=True,
                              help="the output layer reads logits with the token embedding's table (x E^T)")
+    transformer.add_argument("--fused-transformer", action=argparse.BooleanOptionalAction, default=True,
+                             help="on a CPU, train with 2-D matmuls and LayerNorm, GELU and the attention's softmax "
+                                  "fused (models/fused_transformer.py; the same function as the Keras model)")
     transformer.add_argument("--clip-norm", type=finite_float, default=1.0,
                              help="clip the global gradient norm to this (0: no clipping)")
     _add_sampled_softmax_flag(transformer)

@@ -11,6 +11,7 @@ every position is scored on the character after it, as in the LSTM:
 
 import tensorflow as tf
 
+from models import fused_transformer
 from models import transformer as transformer_models
 from training.lstm import LstmTask
 
@@ -23,17 +24,24 @@ class TransformerTask(LstmTask):
     curves_title = "Transformer training"
 
     def build_model(self, settings):
+        # The same function computed faster on a CPU (models/fused_transformer.py), unless
+        # --no-fused-transformer or a GPU.
+        self.use_fused_transformer = fused_transformer.use_fused_transformer(settings.get("fused_transformer", True))
         return transformer_models.build_transformer_lm(len(self.vocabulary), settings["context"], settings["d_model"],
                                                        settings["heads"], settings["layers"], settings["dropout"],
                                                        tied=settings["tied"])
 
     def logits(self, ids, training=False):
+        if self.use_fused_transformer:
+            return fused_transformer.text_logits(self.model, ids, training=training)
         return self.model(ids, training=training)
 
     def feature_tensor(self):
         return self.model.get_layer("final_norm").output
 
     def features(self, ids, training=False):
+        if self.use_fused_transformer:
+            return fused_transformer.text_features(self.model, ids, training=training)
         return self.feature_model(ids, training=training)
 
     def output_weights(self):
