@@ -4,7 +4,8 @@ matmul peak, and generation with the KV cache against recomputing the window for
     python -m bench.transformer_step [--epochs 3] [--steps-per-epoch 30] [--length 500] [--out FILE]
 
 Training, same model (train.py's defaults), data, batch, optimizer, warm-up schedule and clipping on both sides:
-  ours:     training.loop.Trainer on training.transformer.TransformerTask: what `python train.py transformer` runs
+  ours:     training.loop.Trainer on training.transformer.TransformerTask: what `python train.py transformer` runs,
+            on a CPU with models/fused_transformer.py (and a row without it, --no-fused-transformer)
   keras-io: model.compile(loss=sparse categorical cross-entropy) and fit() on the same (inputs, targets);
             compile's jit_compile="auto" means no XLA here, as Keras turns it off under op determinism, which
             the bench keeps on as train.py does
@@ -75,7 +76,9 @@ def measure(peak_gflops, epochs, steps_per_epoch, length, extra_runners=True):
     rows, ratio, trained_task, _ = compare_engines(
         TransformerTask, settings, data, keras_io_runner(settings, data, steps_per_epoch), title=title, unit="chars",
         epochs=epochs, peak_gflops=peak_gflops, extra_runners=extra_runners,
-        keras_io_label="keras-io (compile + fit)", one_step_per_call=False)
+        keras_io_label="keras-io (compile + fit)", one_step_per_call=False,
+        variants=[("ours_keras_layers", "ours, --no-fused-transformer (the Keras model's layers)",
+                   {"fused_transformer": False})])
     generation = generation_speed(trained_task.model, data, length)
     print(f"  generating {length} characters: with the KV cache {generation['cache_chars_per_sec']:.0f} chars/s, "
           f"recomputing the window {generation['recompute_chars_per_sec']:.0f}: {generation['ratio']:.1f}x; compiled "
