@@ -45,7 +45,7 @@ def text_features(model, ids, training=False):
     """The final LayerNorm's output (batch, time, d_model) for ids (batch, time): what the output layer reads."""
     batch, time = tf.shape(ids)[0], tf.shape(ids)[1]
     x = model.get_layer("position_embedding")(model.get_layer("token_embedding")(ids))
-    dtype, width = x.dtype, x.shape[-1]
+    dtype = x.dtype
     rows = lambda tensor: tf.reshape(tensor, (-1, tensor.shape[-1]))  # noqa: E731 - (batch, time, n) -> (batch x time, n)
     in_sequences = lambda tensor: tf.reshape(tensor, (batch, time, tensor.shape[-1]))  # noqa: E731 - and back
     causal = tf.linalg.band_part(tf.ones((time, time), tf.bool), -1, 0)  # position t sees s <= t
@@ -57,8 +57,7 @@ def text_features(model, ids, training=False):
 
         def heads_of(dense):
             """h W + b for one of Q, K, V -> (batch, heads, time, key_dim)."""
-            kernel = tf.cast(tf.reshape(dense.kernel, (width, heads * key_dim)), dtype)
-            projected = tf.nn.bias_add(tf.matmul(h, kernel), tf.cast(tf.reshape(dense.bias, (-1,)), dtype))
+            projected = _affine(h, dense.kernel, dense.bias)
             return tf.transpose(tf.reshape(projected, (batch, time, heads, key_dim)), (0, 2, 1, 3))
 
         # softmax(Q K^T / sqrt(d), masked) V, each head's (time x time) weights in float32.
@@ -66,28 +65,30 @@ def text_features(model, ids, training=False):
                                                                 attention.value_dense))
         weights = attention_weights(tf.matmul(queries, keys, transpose_b=True), causal,
                                     1.0 / math.sqrt(float(key_dim)))
-        weights = tf.cast(weights, dtype)
-        joined = tf.reshape(tf.transpose(tf.matmul(weights, values), (0, 2, 1, 3)), (-1, heads * key_dim))
-        output = attention.output_dense
-        attended = tf.nn.bias_add(tf.matmul(joined, tf.cast(tf.reshape(output.kernel, (heads * key_dim, width)),
-                                                                dtype)), tf.cast(output.bias, dtype))
-        x = x + _dropout(model, f"block_{block.index}_attention_dropout", attended, in_sequences, training)
+        joined = tf.reshape(tf.transpose(tf.matmul(tf.cast(weights, dtype), values), (0, 2, 1, 3)),
+                            (-1, heads * key_dim))
+        attended = _affine(joined, attention.output_dense.kernel, attention.output_dense.bias)
+        x = x + _dropout(block.attention_dropout, attended, in_sequences, training)
         h = layer_norm(x, block.mlp_norm)
-        h = gelu(_dense(h, block.mlp_hidden))
-        h = _dense(h, block.mlp_output)
-        x = x + _dropout(model, f"block_{block.index}_mlp_dropout", h, in_sequences, training)
+        h = gelu(_affine(h, block.mlp_hidden.kernel, block.mlp_hidden.bias))
+        h = _affine(h, block.mlp_output.kernel, block.mlp_output.bias)
+        x = x + _dropout(block.mlp_dropout, h, in_sequences, training)
     return in_sequences(layer_norm(x, model.get_layer("final_norm")))
 
 
-def _dense(x, layer):
-    return tf.nn.bias_add(tf.matmul(x, tf.cast(layer.kernel, x.dtype)), tf.cast(layer.bias, x.dtype))
+def _affine(x, kernel, bias):
+    """x W + b for x (rows, n) in its dtype, W a Dense's (n, m) or an EinsumDense's kernel with its n inputs
+    and m outputs spread over more axes ((n, heads, key_dim) or (heads, key_dim, n_out)), read as (n, m)."""
+    kernel = tf.cast(tf.reshape(kernel, (x.shape[-1], -1)), x.dtype)
+    return tf.nn.bias_add(tf.matmul(x, kernel), tf.cast(tf.reshape(bias, (-1,)), x.dtype))
 
 
-def _dropout(model, name, x, in_sequences, training):
-    """The model's own Dropout layer (if it has one) on x as (batch, time, d): the same draws as in model()."""
-    if not any(layer.name == name for layer in model.layers):
+def _dropout(layer, x, in_sequences, training):
+    """The model's own Dropout layer (None: the model has none) on x as (batch, time, d): the same draws as in
+    model()."""
+    if layer is None:
         return x
-    return tf.reshape(model.get_layer(name)(in_sequences(x), training=training), tf.shape(x))
+    return tf.reshape(layer(in_sequences(x), training=training), tf.shape(x))
 
 
 def layer_norm(x, layer):

@@ -102,9 +102,13 @@ class Block:
 
     def __init__(self, model, index):
         layer = lambda part: model.get_layer(f"block_{index}_{part}")  # noqa: E731
-        self.index = index
         self.attention_norm, self.attention = layer("attention_norm"), layer("attention")
         self.mlp_norm, self.mlp_hidden, self.mlp_output = layer("mlp_norm"), layer("mlp_hidden"), layer("mlp_output")
+        # Built only with dropout > 0; inference skips them either way.
+        names = {each.name for each in model.layers}
+        self.attention_dropout, self.mlp_dropout = (
+            layer(part) if f"block_{index}_{part}" in names else None
+            for part in ("attention_dropout", "mlp_dropout"))
         self.heads, self.key_dim = self.attention.num_heads, self.attention.key_dim
 
     def mlp(self, x):
