@@ -13,10 +13,16 @@ published FID or Inception Score values.
 - effective_classes and confident_fraction: how many digits the samples cover, and how recognisably
 """
 
+import contextlib
 import os
 import sys
 import time
 import warnings
+
+try:
+    import fcntl  # POSIX file locks: one process trains the cached classifier while the others wait for it
+except ImportError:  # Windows: no lock; evaluations started together before the cache exists each train it
+    fcntl = None
 
 import keras
 import numpy as np
@@ -93,21 +99,49 @@ def train_classifier(data):
                         "training_seconds": round(seconds, 1), "test_accuracy": float(test_accuracy)}
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path):
+    """Holds an exclusive lock on `lock_path` (where the platform has file locks) while the block runs."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
+
+
+def _load_cached(stem):
+    """The cached (classifier, info) at `stem`, or None when there is none or it cannot be loaded."""
+    if not (os.path.isfile(stem + ".keras") and os.path.isfile(stem + ".json")):
+        return None
+    try:
+        return keras.models.load_model(stem + ".keras", safe_mode=True), run_files.read_json(stem + ".json")
+    except Exception as exc:  # noqa: BLE001 - a damaged cache is only a cache: train the classifier again
+        print(f"warning: the cached classifier {stem}.keras cannot be loaded ({commands.one_line(exc)}); "
+              "training it again", file=sys.stderr)
+        return None
+
+
 def load_or_train(data, cache_dir=CACHE_DIR):
-    """Returns (classifier, info) for `data`'s source (see train_classifier), training and caching it at first."""
+    """Returns (classifier, info) for `data`'s source (see train_classifier), training and caching it at first.
+
+    Evaluations started together (the tests' two processes, reproduce.py --jobs 2) train it once: the
+    first takes the cache's lock and trains, the others wait for it and then load what it saved.
+    """
     stem = os.path.join(cache_dir, f"{data.source}-v{VERSION}")
-    if os.path.isfile(stem + ".keras") and os.path.isfile(stem + ".json"):
-        try:
-            return keras.models.load_model(stem + ".keras", safe_mode=True), run_files.read_json(stem + ".json")
-        except Exception as exc:  # noqa: BLE001 - a damaged cache is only a cache: train the classifier again
-            print(f"warning: the cached classifier {stem}.keras cannot be loaded ({commands.one_line(exc)}); "
-                  "training it again", file=sys.stderr)
-    print(f"training the digit classifier on {data.source}'s training split (once; cached in {cache_dir})")
-    classifier, info = train_classifier(data)
+    cached = _load_cached(stem)
+    if cached is not None:
+        return cached
     os.makedirs(cache_dir, exist_ok=True)
-    with run_files.atomic_path(stem + ".keras") as partial:
-        classifier.save(partial)
-    run_files.write_json(stem + ".json", info)  # written last: its presence means the model is complete
+    with _exclusive(stem + ".lock"):
+        cached = _load_cached(stem)  # another process may have trained it while this one waited
+        if cached is not None:
+            return cached
+        print(f"training the digit classifier on {data.source}'s training split (once; cached in {cache_dir})")
+        classifier, info = train_classifier(data)
+        with run_files.atomic_path(stem + ".keras") as partial:
+            classifier.save(partial)
+        run_files.write_json(stem + ".json", info)  # written last: its presence means the model is complete
     return classifier, info
 
 

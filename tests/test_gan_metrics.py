@@ -87,6 +87,36 @@ def test_classifier_score_and_effective_classes_count_the_classes():
     assert judge(unsure)["confident_fraction"] == 0.0
 
 
+def test_evaluations_started_together_train_the_classifier_once(tmp_path, capsys):
+    """While one process trains the classifier (here a thread holding the cache's lock, saving an untrained
+    one), another's load_or_train waits and loads what was saved instead of training a second copy."""
+    import threading
+
+    from datasets import mnist
+    from evaluation import classifier as digit_classifier
+    from training import run_dir as run_files
+
+    if digit_classifier.fcntl is None:
+        pytest.skip("no file locks on this platform")
+    data = mnist.load("mnist-5k")
+    stem = str(tmp_path / f"mnist-5k-v{digit_classifier.VERSION}")
+    locked, saved = threading.Event(), {"test_accuracy": 0.1, "source": "mnist-5k"}
+
+    def trainer():
+        with digit_classifier._exclusive(stem + ".lock"):
+            locked.set()
+            digit_classifier.build_classifier().save(stem + ".keras")
+            run_files.write_json(stem + ".json", saved)
+
+    thread = threading.Thread(target=trainer)
+    thread.start()
+    locked.wait()
+    classifier, info = digit_classifier.load_or_train(data, cache_dir=str(tmp_path))
+    thread.join()
+    assert info == saved and "training the digit classifier" not in capsys.readouterr().out
+    assert classifier.name == "digit_classifier"
+
+
 def test_snapshot_schedule():
     from training.gan import is_snapshot_epoch
 
