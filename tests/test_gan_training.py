@@ -75,12 +75,16 @@ def test_infogan_code_head_learns_to_read_the_code():
         return np.mean(np.argmax(code_logits, axis=1) == np.argmax(noise[:, :4], axis=1))
 
     before = code_accuracy()
+    later = []
     for epoch in range(16):  # 320 steps
         for inputs in task.train_dataset(epoch):
             train_step(inputs)
-    # Chance is 1/4. Seen: 0.25 before; after, 0.99 with TensorFlow's default threads, 0.97 with one intra-op thread
-    # (a process whose first command set --intra-op-threads 1); after 160 steps those were 0.89 and 0.68.
-    assert code_accuracy() > 0.9 > before + 0.3, before
+        if epoch >= 8:
+            later.append(code_accuracy())
+    # Chance is 1/4. G and the code head keep adapting to each other, so at any one moment the accuracy may dip
+    # (seen at the 320th step: 0.55 to 0.99 over seeds 0-3 and thread counts); the median over the last 8 epochs'
+    # ends does not: seen 0.94 to 0.98 there, with 0.25 before.
+    assert np.median(later) > 0.9 > before + 0.3, (before, later)
 
 
 def test_resume_equals_uninterrupted_with_info_code(tmp_path):
