@@ -271,11 +271,21 @@ class TransformerSampler(WindowRecomputingSampler):
         x = self.position_embedding(self.token_embedding(ids[:, tf.newaxis]), start=position)  # (rows, 1, d)
         new_caches = []
         for block, (keys, values) in zip(self.blocks, caches):
-            h = block.attention_norm(x)
+            h = _with_a_zero_row(block.attention_norm(x))  # (rows + 1, 1, d): see _with_a_zero_row
             # This position's key and value go into its slot; its query attends to every filled slot.
-            keys = tf.where(slot, block.attention.key_dense(h), keys)
-            values = tf.where(slot, block.attention.value_dense(h), values)
-            outputs, _ = attend(block.attention.query_dense(h), keys, values, allowed)
+            keys = tf.where(slot, block.attention.key_dense(h)[:-1], keys)
+            values = tf.where(slot, block.attention.value_dense(h)[:-1], values)
+            outputs, _ = attend(block.attention.query_dense(h)[:-1], keys, values, allowed)
             x = block.mlp(x + block.attention.output_dense(outputs))
             new_caches.append((keys, values))
         return output_logits(self.model, x[:, 0]), new_caches
+
+
+def _with_a_zero_row(h):
+    """h (rows, 1, d_model) with a row of zeros appended, which the projections' results drop again.
+
+    The same numbers, faster: for a single row, XLA on a CPU compiles each matrix-vector product into a loop that
+    recomputes the LayerNorm before it for every output element; with two rows it stays a matrix product. On the
+    default model that takes generation with the cache from 0.35 to 0.20 ms a character (docs/text.md).
+    """
+    return tf.pad(h, [[0, 1], [0, 0], [0, 0]])
