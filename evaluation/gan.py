@@ -196,6 +196,7 @@ def evaluate(run_dir, config, data, num_samples, seed, over_training=False):
         "mean_d_of_samples": float(np.mean(tf.sigmoid(generated_logits))),
         # What a digit classifier trained on the same source's training split makes of the samples.
         "classifier_test_accuracy": classifier_info["test_accuracy"],
+        "classifier_epochs": classifier_info["epochs"],
         "fid_feature_space": FID_FEATURE_SPACE,
         FID_KEY: quality[FID_KEY],
         "fid_floor_real_train_vs_test": reference.floor,

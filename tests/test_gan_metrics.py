@@ -3,6 +3,7 @@ the generator snapshots they are measured on over training, and evaluate.py's --
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -99,7 +100,7 @@ def test_evaluations_started_together_train_the_classifier_once(tmp_path, capsys
     if digit_classifier.fcntl is None:
         pytest.skip("no file locks on this platform")
     data = mnist.load("mnist-5k")
-    stem = str(tmp_path / f"mnist-5k-v{digit_classifier.VERSION}")
+    stem = digit_classifier.cache_stem("mnist-5k", str(tmp_path))
     locked, saved = threading.Event(), {"test_accuracy": 0.1, "source": "mnist-5k"}
 
     def trainer():
@@ -115,6 +116,26 @@ def test_evaluations_started_together_train_the_classifier_once(tmp_path, capsys
     thread.join()
     assert info == saved and "training the digit classifier" not in capsys.readouterr().out
     assert classifier.name == "digit_classifier"
+
+
+def test_the_classifier_s_epochs_can_be_set_for_quick_checks_and_name_its_cache(monkeypatch, capsys):
+    from evaluation import classifier as digit_classifier
+
+    env, version = digit_classifier.EPOCHS_ENV, digit_classifier.VERSION
+    monkeypatch.setenv(env, "3")
+    assert digit_classifier.epochs_for("mnist-5k") == 3
+    assert digit_classifier.cache_stem("mnist-5k", "cache") == os.path.join("cache", f"mnist-5k-v{version}-3epochs")
+    monkeypatch.setenv(env, "20")  # the recipe's own number: the recipe's classifier
+    assert digit_classifier.cache_stem("mnist-5k", "cache") == os.path.join("cache", f"mnist-5k-v{version}")
+    monkeypatch.delenv(env)
+    assert digit_classifier.epochs_for("mnist") == 5 and digit_classifier.epochs_for("mnist-5k") == 20
+    for bad in ("0", "two", "-1", "2.5"):
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(SystemExit) as exit_info:
+            digit_classifier.epochs_for("mnist-5k")
+        assert exit_info.value.code == 2
+        expected = f"error: {env} must be a whole number of epochs, 1 or more, got {bad!r}"
+        assert capsys.readouterr().err.strip() == expected
 
 
 def test_snapshot_schedule():
