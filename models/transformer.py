@@ -284,7 +284,7 @@ class TransformerSampler(WindowRecomputingSampler):
 def _with_a_zero_row(h):
     """h (rows, 1, d_model) with a row of zeros appended, which the projections' results drop again.
 
-    The same numbers, faster: for a single row, XLA on a CPU compiles each matrix-vector product into a loop that
+    The same function, faster: for a single row, XLA on a CPU compiles each matrix-vector product into a loop that
     recomputes the LayerNorm before it for every output element; with two rows it stays a matrix product. On the
     default model that takes generation with the cache from 0.35 to 0.20 ms a character (docs/text.md).
     """
