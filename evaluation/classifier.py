@@ -149,7 +149,7 @@ def load_or_train(data, cache_dir=CACHE_DIR):
     Evaluations started together (the tests' two processes, reproduce.py --jobs 2) train it once: the
     first takes the cache's lock and trains, the others wait for it and then load what it saved.
     """
-    stem = cache_stem(data.source, cache_dir)
+    epochs, stem = epochs_for(data.source), cache_stem(data.source, cache_dir)
     cached = _load_cached(stem)
     if cached is not None:
         return cached
@@ -158,9 +158,9 @@ def load_or_train(data, cache_dir=CACHE_DIR):
         cached = _load_cached(stem)  # another process may have trained it while this one waited
         if cached is not None:
             return cached
-        print(f"training the digit classifier on {data.source}'s training split ({epochs_for(data.source)} epochs; "
+        print(f"training the digit classifier on {data.source}'s training split ({epochs} epochs; "
               f"once, cached in {cache_dir})")
-        classifier, info = train_classifier(data, epochs_for(data.source))
+        classifier, info = train_classifier(data, epochs)
         with run_files.atomic_path(stem + ".keras") as partial:
             classifier.save(partial)
         run_files.write_json(stem + ".json", info)  # written last: its presence means the model is complete

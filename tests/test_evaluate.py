@@ -17,9 +17,9 @@ def test_evaluate_writes_metrics_and_samples(tiny_gan_run):
         assert 0.0 <= metrics[name] <= 1.0
     assert 0.0 <= metrics["confident_fraction"] <= 1.0 and 1.0 <= metrics["effective_classes"] <= 10.0
     assert len(metrics["class_histogram"]) == 10 and abs(sum(metrics["class_histogram"]) - 1) < 1e-3
-    # The judge itself is good on held-out digits: the tests' quick one (conftest: 3 epochs, 95.8% seen); the
+    # The judge itself is good on held-out digits: the tests' quick one (conftest: 4 epochs, 96.4% seen); the
     # recipe's 20 epochs reach 98.5%.
-    assert metrics["classifier_epochs"] == 3 and metrics["classifier_test_accuracy"] > 0.94
+    assert metrics["classifier_epochs"] == 4 and metrics["classifier_test_accuracy"] > 0.95
     assert (tiny_gan_run / "figures" / "evaluation_samples.png").stat().st_size > 1000
 
 
