@@ -17,6 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in train.py: keep Tenso
 from models.poems import FORMS, FREE_POEM_MAX_LENGTH, PoemError, acrostic_form, form_bias  # noqa: E402 (numpy only)
 from datasets import TEXT_MODELS  # noqa: E402
 from training import commands  # noqa: E402
+
+commands.skip_unused_imports()  # before Keras: a faster start
+
 from training import run_dir as run_files  # noqa: E402
 
 TEXT_EXPORTS = ("model.keras", "vocab.json")

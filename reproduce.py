@@ -130,7 +130,8 @@ def build_parser():
                         help="where figures/, results.json and the results tables go (default: docs/, and "
                              "the README is rewritten; with --quick a directory is required)")
     parser.add_argument("--only", default=",".join(GROUPS),
-                        help=f"comma-separated groups to run, of {', '.join(GROUPS)}")
+                        help=f"comma-separated groups to run, of {', '.join(GROUPS)}, or single experiments of them "
+                             "(such as transformer_tang); the other rows keep their last results")
     parser.add_argument("--data", choices=("mnist-5k", "mnist"), default=DATA,
                         help="the GAN's and VAE's data: the offline 5k sample (the README's), or full MNIST")
     parser.add_argument("--tables-only", action="store_true",
@@ -147,9 +148,10 @@ def build_parser():
 def resolve(argv):
     args = build_parser().parse_or_exit(argv)
     args.only = [group.strip() for group in args.only.split(",") if group.strip()]
-    unknown = [group for group in args.only if group not in GROUPS]
+    unknown = [item for item in args.only if item not in GROUPS and item not in EXPERIMENTS]
     if unknown or not args.only:
-        commands.fail(f"--only takes groups of {', '.join(GROUPS)}, got {','.join(unknown) or 'none'}")
+        commands.fail(f"--only takes groups of {', '.join(GROUPS)}, or experiments of them (such as "
+                      f"transformer_tang), got {','.join(unknown) or 'none'}")
     if args.quick and args.out is None:
         commands.fail("--quick needs --out DIR: its tiny runs never replace the committed figures")
     out = os.path.abspath(args.out or DOCS)
@@ -571,10 +573,9 @@ def main(argv=None):
     os.makedirs(runs, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     previous = run_files.read_json(results_path) if os.path.isfile(results_path) else {}
-    results = {name: value for name, value in previous.get("experiments", {}).items()
-               if EXPERIMENTS.get(name, {}).get("group") not in args.only}
-    chosen = [name for name, spec in EXPERIMENTS.items()
-              if spec["group"] in args.only and not (args.quick and name in QUICK_SKIPS)]
+    asked = {name for name, spec in EXPERIMENTS.items() if spec["group"] in args.only or name in args.only}
+    results = {name: value for name, value in previous.get("experiments", {}).items() if name not in asked}
+    chosen = [name for name in EXPERIMENTS if name in asked and not (args.quick and name in QUICK_SKIPS)]
     seeds = [None] if args.seeds == 1 else list(range(args.seeds))  # None: the commands as the docs type them
     print(f"reproduce: {', '.join(args.only)}{' (quick)' if args.quick else ''}"
           f"{f', seeds 0 to {args.seeds - 1}' if args.seeds > 1 else ''}; runs in "

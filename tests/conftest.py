@@ -2,8 +2,14 @@
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+
+try:
+    import fcntl  # POSIX file locks, for runs trained once per session across xdist's workers
+except ImportError:
+    fcntl = None
 
 import pytest
 
@@ -159,34 +165,47 @@ def model_weights(path):
     return keras.models.load_model(path).get_weights()
 
 
+def trained_once(tmp_path_factory, name, *train_args):
+    """A finished run of `train.py train_args`, trained once per test session even when xdist's workers each
+    ask for it (the first takes a lock and trains it into the session's shared temporary directory, the others
+    wait and reuse it); each worker gets its own copy, as some tests write into their run (evaluate.py)."""
+    private = tmp_path_factory.mktemp(name) / "tiny"
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or fcntl is None:  # one process: nothing to share
+        train(*train_args, "--run-dir", private)
+        return private
+    shared = tmp_path_factory.getbasetemp().parent / "runs_trained_once" / name  # this session's, all workers'
+    shared.parent.mkdir(exist_ok=True)
+    finished = shared.parent / f"{name}.finished"
+    with open(shared.parent / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not finished.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
+            train(*train_args, "--run-dir", shared)
+            finished.touch()
+    shutil.copytree(shared, private)
+    return private
+
+
 @pytest.fixture(scope="session")
 def tiny_gan_run(tmp_path_factory):
-    """A finished 2-epoch tiny GAN run directory, shared by the tests that only read it."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    train(*TINY_GAN, "--epochs", 2, "--run-dir", run_dir)
-    return run_dir
+    """A finished 2-epoch tiny GAN run directory."""
+    return trained_once(tmp_path_factory, "gan", *TINY_GAN, "--epochs", 2)
 
 
 @pytest.fixture(scope="session")
 def tiny_vae_run(tmp_path_factory):
     """A finished 2-epoch VAE run with a 2-D latent (so the manifold figure applies), its learning rate
     on the schedule of a 4-epoch run, so the resume test can continue it."""
-    run_dir = tmp_path_factory.mktemp("vae") / "tiny"
-    train(*TINY_VAE, "--epochs", 2, "--lr-decay-epochs", 4, "--run-dir", run_dir)
-    return run_dir
+    return trained_once(tmp_path_factory, "vae", *TINY_VAE, "--epochs", 2, "--lr-decay-epochs", 4)
 
 
 @pytest.fixture(scope="session")
 def tiny_lstm_run(tmp_path_factory):
     """A finished 2-epoch tiny LSTM run on the pydoc corpus."""
-    run_dir = tmp_path_factory.mktemp("lstm") / "tiny"
-    train(*TINY_LSTM, "--epochs", 2, "--run-dir", run_dir)
-    return run_dir
+    return trained_once(tmp_path_factory, "lstm", *TINY_LSTM, "--epochs", 2)
 
 
 @pytest.fixture(scope="session")
 def tiny_transformer_run(tmp_path_factory):
     """A finished 2-epoch tiny Transformer run on the pydoc corpus."""
-    run_dir = tmp_path_factory.mktemp("transformer") / "tiny"
-    train(*TINY_TRANSFORMER, "--epochs", 2, "--run-dir", run_dir)
-    return run_dir
+    return trained_once(tmp_path_factory, "transformer", *TINY_TRANSFORMER, "--epochs", 2)
