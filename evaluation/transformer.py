@@ -30,14 +30,15 @@ def plot_attention(model, prompt, ids, path):
     _, _, weights = read_window(model, np.asarray(ids, np.int32)[np.newaxis])
     layers, heads = len(weights), int(weights[0].shape[1])
     shown = [{"\n": "\\n", " ": "·"}.get(char, char) for char in prompt]
+    font, shown = figures.font_for(shown, size=5)  # Chinese too, where matplotlib's default font has none
     figure, axes = figures.plt.subplots(layers, heads, figsize=(3.2 * heads, 3.2 * layers), squeeze=False)
     for layer, layer_weights in enumerate(weights):
         for head in range(heads):
             axis = axes[layer, head]
             axis.imshow(np.asarray(layer_weights[0, head]), cmap="viridis", vmin=0.0, vmax=1.0)
             axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=9)
-            axis.set_xticks(range(len(shown)), shown if layer == layers - 1 else [], fontsize=5)
-            axis.set_yticks(range(len(shown)), shown if head == 0 else [], fontsize=5)
+            axis.set_xticks(range(len(shown)), shown if layer == layers - 1 else [], fontproperties=font)
+            axis.set_yticks(range(len(shown)), shown if head == 0 else [], fontproperties=font)
     figure.suptitle("attention weights: row = the position reading, column = the position read", fontsize=10)
     figure.tight_layout()
     with run_files.atomic_path(path) as partial:

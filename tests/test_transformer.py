@@ -45,6 +45,28 @@ def test_the_sliding_rule_keeps_between_half_and_all_of_the_context():
     assert [int(window_length(tf.constant(total), CONTEXT)) for total in range(1, 30)] == lengths
 
 
+def test_the_attention_figure_draws_its_labels_in_a_font_that_has_them(tmp_path, capsys):
+    """Chinese labels in a font with CJK glyphs where one is installed; characters no installed font has as "?",
+    said in one note, instead of matplotlib's empty boxes and a warning per character."""
+    import warnings
+
+    from evaluation.transformer import plot_attention
+    from models.transformer import build_transformer_lm
+    from training import figures
+
+    font, shown = figures.font_for(["ab", "\\n"], size=5)
+    assert shown == ["ab", "\\n"] and font.get_size() == 5
+    _, shown = figures.font_for(["a" + chr(0x10FFFD)], size=5)  # a private-use character, in no font
+    assert shown == ["a?"] and "note: no installed font has" in capsys.readouterr().out
+    prompt = "床前明月光，疑是"
+    model = build_transformer_lm(vocab_size=30, context=len(prompt), d_model=8, heads=2, layers=1, dropout=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_attention(model, prompt, np.arange(len(prompt)), tmp_path / "attention.png")
+    assert not [warning for warning in caught if "missing from font" in str(warning.message)]
+    assert (tmp_path / "attention.png").stat().st_size > 5000
+
+
 def test_the_kv_cache_gives_the_distribution_of_recomputing_the_rule_s_window(model):
     """Prompts shorter than, as long as and longer than the context, and continuations read through the
     cache one character at a time, far past the window: each next-character distribution equals model(window)."""

@@ -1,5 +1,6 @@
 """Figures written into a run: image grids, the GIF of grids over training, and training curves."""
 
+import functools
 import os
 
 import matplotlib
@@ -7,6 +8,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager, ft2font  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -126,3 +128,34 @@ def save_scatter(points, classes, path, title, axis_names, colour_label):
     axis.set_ylabel(axis_names[1])
     figure.tight_layout()
     _save(figure, path)
+
+
+# Fonts that draw a placeholder box for every character: no better than what is missing.
+PLACEHOLDER_FONTS = ("Last Resort",)
+
+
+@functools.lru_cache(maxsize=None)
+def _characters_of(font_path):
+    try:
+        return frozenset(ft2font.FT2Font(font_path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read
+        return frozenset()
+
+
+def font_for(labels, size):
+    """(a font that draws the labels, the labels) for matplotlib text: its default font (DejaVu Sans) if it has
+    every character, else the installed font that has the most of them (for Chinese, a CJK font such as Noto Sans
+    CJK, if there is one); characters no font here has become "?", named in a printed note, instead of the empty
+    boxes and a warning per character that matplotlib would give."""
+    needed = {ord(char) for label in labels for char in label if not char.isspace()}
+    font_path = font_manager.findfont(font_manager.FontProperties())
+    if not needed <= _characters_of(font_path):
+        candidates = [font.fname for font in font_manager.fontManager.ttflist
+                      if not font.name.startswith(PLACEHOLDER_FONTS)]
+        font_path = max([font_path, *candidates], key=lambda path: len(needed & _characters_of(path)))
+    missing = needed - _characters_of(font_path)
+    if missing:
+        print(f"note: no installed font has {''.join(sorted(map(chr, missing)))[:40]}; drawn as '?' (a font with "
+              "them, such as Noto Sans CJK for Chinese, draws them)")
+        labels = ["".join("?" if ord(char) in missing else char for char in label) for label in labels]
+    return font_manager.FontProperties(fname=font_path, size=size), labels
