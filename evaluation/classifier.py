@@ -13,16 +13,10 @@ published FID or Inception Score values.
 - effective_classes and confident_fraction: how many digits the samples cover, and how recognisably
 """
 
-import contextlib
 import os
 import sys
 import time
 import warnings
-
-try:
-    import fcntl  # POSIX file locks: one process trains the cached classifier while the others wait for it
-except ImportError:  # Windows: no lock; evaluations started together before the cache exists each train it
-    fcntl = None
 
 import keras
 import numpy as np
@@ -120,17 +114,6 @@ def train_classifier(data, epochs=None):
                         "training_seconds": round(seconds, 1), "test_accuracy": float(test_accuracy)}
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path):
-    """Holds an exclusive lock on `lock_path` (where the platform has file locks) while the block runs."""
-    if fcntl is None:
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
-        yield
-
-
 def _load_cached(stem):
     """The cached (classifier, info) at `stem`, or None when there is none or it cannot be loaded."""
     if not (os.path.isfile(stem + ".keras") and os.path.isfile(stem + ".json")):
@@ -154,7 +137,7 @@ def load_or_train(data, cache_dir=CACHE_DIR):
     if cached is not None:
         return cached
     os.makedirs(cache_dir, exist_ok=True)
-    with _exclusive(stem + ".lock"):
+    with run_files.exclusive(stem + ".lock"):  # without file locks (Windows) each process may train it
         cached = _load_cached(stem)  # another process may have trained it while this one waited
         if cached is not None:
             return cached

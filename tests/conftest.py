@@ -6,11 +6,6 @@ import shutil
 import subprocess
 import sys
 
-try:
-    import fcntl  # POSIX file locks, for runs trained once per session across xdist's workers
-except ImportError:
-    fcntl = None
-
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,15 +164,16 @@ def trained_once(tmp_path_factory, name, *train_args):
     """A finished run of `train.py train_args`, trained once per test session even when xdist's workers each
     ask for it (the first takes a lock and trains it into the session's shared temporary directory, the others
     wait and reuse it); each worker gets its own copy, as some tests write into their run (evaluate.py)."""
+    from training import run_dir as run_files
+
     private = tmp_path_factory.mktemp(name) / "tiny"
-    if os.environ.get("PYTEST_XDIST_WORKER") is None or fcntl is None:  # one process: nothing to share
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or not run_files.FILE_LOCKS:  # one process, or no lock
         train(*train_args, "--run-dir", private)
         return private
     shared = tmp_path_factory.getbasetemp().parent / "runs_trained_once" / name  # this session's, all workers'
     shared.parent.mkdir(exist_ok=True)
     finished = shared.parent / f"{name}.finished"
-    with open(shared.parent / f"{name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with run_files.exclusive(shared.parent / f"{name}.lock"):
         if not finished.exists():
             shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
             train(*train_args, "--run-dir", shared)

@@ -19,6 +19,11 @@ import json
 import os
 import shutil
 
+try:
+    import fcntl  # POSIX file locks
+except ImportError:  # Windows: none
+    fcntl = None
+
 from training import commands
 
 # 2: checkpoints hold the step reached inside an epoch and the epoch's running means (a run resumes
@@ -110,6 +115,21 @@ def atomic_path(path):
     partial = os.path.join(folder, f".partial-{name}")
     yield partial
     os.replace(partial, path)
+
+
+FILE_LOCKS = fcntl is not None  # whether exclusive() locks on this platform
+
+
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Holds an exclusive lock on `lock_path` (where the platform has file locks: FILE_LOCKS) while the block
+    runs, so processes started together do a shared piece of work once: the first does it, the others wait."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
 
 
 def write_atomic(path, text):
